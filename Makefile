@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export FLASK_APP := app.py
+
+.PHONY: run test lint format migrate shell clean
+
+# The venv is rebuilt whenever a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed  ## set up everything, migrate, and serve on http://127.0.0.1:5000
+	$(BIN)/flask db upgrade
+	$(BIN)/flask run --port $${PORT:-5000}
+
+test: $(VENV)/.installed  ## the whole test suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed  ## ruff, as CI runs it
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: $(VENV)/.installed  ## write a migration after changing blog/models.py: make migrate m="what changed"
+	$(BIN)/flask db migrate -m "$(m)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""Sign up, log in, log out."""
+
+from urllib.parse import unquote, urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import generate_password_hash
+
+from blog.auth.forms import LoginForm, SignupForm
+from blog.extensions import db, login_manager
+from blog.models import User
+
+bp = Blueprint("auth", __name__)
+
+# Checked when no user has the email, so that a wrong email costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/``.
+
+    Browsers read ``//evil.com`` and ``/\\evil.com`` as other hosts, ignore tabs and new lines
+    inside URLs, and some servers decode twice, so the check runs on the decoded form too.
+    """
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    unsafe = (
+        "\\" in decoded
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded)
+        or not decoded.startswith("/")
+        or decoded.startswith("//")
+        or urlsplit(decoded).scheme
+        or urlsplit(decoded).netloc
+    )
+    return "/" if unsafe else target
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("posts.index"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        user = User(email=User.normalise_email(form.email.data))
+        user.set_password(form.password.data)
+        db.session.add(user)
+        try:
+            db.session.commit()
+        except IntegrityError:  # the unique email: caught here, so two signups cannot race
+            db.session.rollback()
+            form.email.errors.append("An account with this email already exists.")
+        else:
+            login_user(user)
+            flash("Welcome! Your account is ready.", "success")
+            return redirect(url_for("posts.index"))
+    return render_template("auth/signup.html", form=form)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        user = User.by_email(form.email.data)
+        if user and user.check_password(form.password.data):
+            login_user(user, remember=form.remember.data)
+            flash("You are logged in.", "success")
+            return redirect(safe_next(form.next.data))
+        if user is None:
+            User(password_hash=_DUMMY_HASH).check_password(form.password.data)
+        form.password.errors.append("Wrong email or password.")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("posts.index"))

@@ -1,0 +1,220 @@
+"""The data model: users, posts, tags (with who added each) and the outbox of emails."""
+
+import re
+from datetime import UTC, datetime
+
+from flask import current_app
+from flask_login import UserMixin
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from blog.extensions import db
+
+EMAIL_MAX = 254
+TITLE_MAX = 200
+BODY_MAX = 100_000
+TAG_MAX = 40
+TAGS_PER_POST_MAX = 15
+
+AUTHOR = "author"
+TAGGER = "tagger"
+
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database (SQLite stores none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime; use blog.models.utcnow()")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    posts: Mapped[list["Post"]] = relationship(back_populates="author")
+
+    @staticmethod
+    def normalise_email(email: str) -> str:
+        return email.strip().lower()
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(
+            password, method=current_app.config["PASSWORD_HASH_METHOD"]
+        )
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @classmethod
+    def by_email(cls, email: str) -> "User | None":
+        return db.session.scalar(select(cls).where(cls.email == cls.normalise_email(email)))
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email}>"
+
+
+class Tag(db.Model):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(TAG_MAX), unique=True)
+
+    @staticmethod
+    def normalise(name: str) -> str:
+        """Trim, lower-case and fold runs of white space into one space."""
+        return re.sub(r"\s+", " ", name).strip().lower()
+
+    @classmethod
+    def named(cls, names: list[str]) -> list["Tag"]:
+        """The tags with these (normalised) names, created if missing, in the given order.
+
+        ``INSERT ... ON CONFLICT DO NOTHING`` makes this safe when the web process and a
+        worker create the same new tag at the same moment.
+        """
+        if not names:
+            return []
+        insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+        db.session.execute(
+            insert(cls).values([{"name": n} for n in names]).on_conflict_do_nothing()
+        )
+        by_name = {t.name: t for t in db.session.scalars(select(cls).where(cls.name.in_(names)))}
+        return [by_name[n] for n in names]
+
+    def __repr__(self) -> str:
+        return f"<Tag {self.name}>"
+
+
+class PostTag(db.Model):
+    """A tag on a post, and who put it there: the author or the tagger job."""
+
+    __tablename__ = "post_tags"
+    __table_args__ = (CheckConstraint(f"source IN ('{AUTHOR}', '{TAGGER}')", name="source"),)
+
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(10))
+
+    post: Mapped["Post"] = relationship(back_populates="tag_links")
+    tag: Mapped[Tag] = relationship(lazy="joined")
+
+
+class Post(db.Model):
+    __tablename__ = "posts"
+    __table_args__ = (
+        CheckConstraint(
+            f"tagging_state IN ('{PENDING}', '{DONE}', '{FAILED}')", name="tagging_state"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Bumped on every edit, so a tagging job can tell that it read an older version.
+    content_version: Mapped[int] = mapped_column(Integer, default=1)
+    tagging_state: Mapped[str | None] = mapped_column(String(10))
+    tagging_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    author: Mapped[User] = relationship(back_populates="posts")
+    tag_links: Mapped[list[PostTag]] = relationship(
+        back_populates="post", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def tags(self) -> list[PostTag]:
+        """The post's tags, sorted by name, each knowing its source."""
+        return sorted(self.tag_links, key=lambda link: link.tag.name)
+
+    def tag_names(self, source: str | None = None) -> list[str]:
+        return [link.tag.name for link in self.tags if source in (None, link.source)]
+
+    def set_tags(self, names: list[str], source: str) -> None:
+        """Make ``names`` the post's tags from ``source``, leaving the other source's alone.
+
+        An author's tag wins over the tagger's for the same name; the tagger never removes or
+        takes over an author's tag. Setting the same names twice changes nothing.
+        """
+        wanted = {tag.id: tag for tag in Tag.named(names)}
+        for link in list(self.tag_links):
+            if link.source == source and link.tag_id not in wanted:
+                self.tag_links.remove(link)
+            elif link.tag_id in wanted:
+                if source == AUTHOR:
+                    link.source = AUTHOR
+                del wanted[link.tag_id]
+        for tag in wanted.values():
+            self.tag_links.append(PostTag(tag=tag, source=source))
+
+    def mark_tagging(self, state: str) -> None:
+        self.tagging_state = state
+        self.tagging_changed_at = utcnow()
+
+    def __repr__(self) -> str:
+        return f"<Post {self.id} {self.title!r}>"
+
+
+class Email(db.Model):
+    """The outbox: every message the app sends, one row per (user, kind) at most.
+
+    The dev mailbox reads this table, and the unique key makes "send the welcome email"
+    something that can happen once per user only.
+    """
+
+    __tablename__ = "emails"
+    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_emails_user_id_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(40))
+    to_address: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    subject: Mapped[str] = mapped_column(String(200))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Email {self.id} {self.kind} to {self.to_address}>"

@@ -1,0 +1,37 @@
+from blog.extensions import db
+from blog.models import User
+
+
+def test_create_user_with_password(runner, app):
+    result = runner.invoke(
+        args=["users", "create", "Admin@Example.com", "--admin", "--password", "a long password"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created admin admin@example.com" in result.output
+    with app.app_context():
+        user = User.by_email("admin@example.com")
+        assert user.is_admin and user.check_password("a long password")
+
+
+def test_create_user_prompts_for_the_password(runner, app):
+    result = runner.invoke(
+        args=["users", "create", "ada@example.com"], input="a long password\na long password\n"
+    )
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert not User.by_email("ada@example.com").is_admin
+
+
+def test_create_user_refuses_a_duplicate(runner, app, ada):
+    result = runner.invoke(args=["users", "create", "ada@example.com", "--password", "x" * 10])
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+
+
+def test_create_user_refuses_bad_input(runner, app):
+    result = runner.invoke(args=["users", "create", "nobody", "--password", "x" * 10])
+    assert result.exit_code == 2 and "EMAIL" in result.output
+    result = runner.invoke(args=["users", "create", "a@example.com", "--password", "short"])
+    assert result.exit_code == 2 and "at least 8" in result.output
+    with app.app_context():
+        assert db.session.query(User).count() == 0

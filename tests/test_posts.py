@@ -1,0 +1,189 @@
+import pytest
+from sqlalchemy import select
+
+from blog.extensions import db
+from blog.models import AUTHOR, TAGGER, Post
+from tests import factories
+
+
+def test_index_lists_posts_newest_first(client, app, ada):
+    with app.app_context():
+        factories.post(ada, title="Older")
+        factories.post(ada, title="Newer")
+    html = client.get("/").get_data(as_text=True)
+    assert html.index("Newer") < html.index("Older")
+
+
+def test_index_paginates(client, app, ada):
+    app.config["POSTS_PER_PAGE"] = 2
+    with app.app_context():
+        for n in range(5):
+            factories.post(ada, title=f"Number {n}")
+    first = client.get("/").get_data(as_text=True)
+    assert "Number 4" in first and "Number 2" not in first
+    assert "Page 1 of 3" in first
+    assert "Number 0" in client.get("/?page=3").get_data(as_text=True)
+    assert client.get("/?page=9").status_code == 404
+
+
+def test_show_displays_the_post_with_its_tags(client, app, ada):
+    with app.app_context():
+        post_id = factories.post(ada, title="Hello", tags=["ruby", "rails"]).id
+    html = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert "Hello" in html
+    assert 'href="/tags/ruby"' in html and 'href="/tags/rails"' in html
+
+
+def test_show_unknown_post_is_a_404_in_the_layout(client):
+    response = client.get("/posts/999")
+    assert response.status_code == 404
+    assert b"Page not found" in response.data and b"Flask Background Jobs" in response.data
+
+
+@pytest.mark.parametrize("path", ["/posts/new", "/posts/1/edit"])
+def test_writing_requires_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_delete_requires_login(client, app, ada):
+    with app.app_context():
+        post_id = factories.post(ada).id
+    assert client.post(f"/posts/{post_id}/delete").headers["Location"].startswith("/login")
+
+
+def test_create_post_with_normalised_tags(client, auth, app, ada):
+    auth.login()
+    response = client.post(
+        "/posts/new",
+        data={
+            "title": "  Background jobs  ",
+            "body": "Slow work leaves the request.",
+            "tags": " Ruby,rails , RUBY,, Background   Jobs ",
+        },
+    )
+    with app.app_context():
+        post = db.session.scalars(select(Post)).one()
+        assert response.headers["Location"] == f"/posts/{post.id}"
+        assert post.title == "Background jobs"
+        assert post.author_id == ada
+        assert post.tag_names() == ["background jobs", "rails", "ruby"]
+        assert post.tag_names(AUTHOR) == post.tag_names()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"title": "", "body": "b"}, "This field is required."),
+        ({"title": "   ", "body": "b"}, "This field is required."),
+        ({"title": "t" * 201, "body": "b"}, "longer than 200"),
+        ({"title": "t", "body": ""}, "This field is required."),
+        ({"title": "t", "body": "b" * 100_001}, "longer than 100000"),
+        ({"title": "t", "body": "b", "tags": "x" * 41}, "longer than 40"),
+        ({"title": "t", "body": "b", "tags": "a/b"}, "may hold only"),
+        ({"title": "t", "body": "b", "tags": "<b>x</b>"}, "may hold only"),
+        ({"title": "t", "body": "b", "tags": ",".join(f"t{n}" for n in range(16))}, "at most 15"),
+    ],
+)
+def test_create_post_rejects_bad_input(client, auth, app, ada, data, message):
+    auth.login()
+    response = client.post("/posts/new", data=data)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Post)).first() is None
+
+
+def test_a_huge_body_is_refused_with_413(client, auth, ada):
+    auth.login()
+    response = client.post("/posts/new", data={"title": "t", "body": "x" * (10 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert b"larger than this site accepts" in response.data
+
+
+def test_html_and_unicode_are_kept_and_escaped(client, auth, app, ada):
+    auth.login()
+    client.post(
+        "/posts/new",
+        data={
+            "title": "<script>alert(1)</script> ünïcødé 🚀",
+            "body": "<b>bold</b> 日本語",
+            "tags": "日本語, c++, c#",
+        },
+    )
+    with app.app_context():
+        post = db.session.scalars(select(Post)).one()
+        assert post.title == "<script>alert(1)</script> ünïcødé 🚀"
+    for path in ("/", f"/posts/{post.id}", "/tags/c%23"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; ünïcødé 🚀" in html
+    assert "&lt;b&gt;bold&lt;/b&gt; 日本語" in client.get(f"/posts/{post.id}").get_data(
+        as_text=True
+    )
+    assert client.get("/tags/日本語").status_code == 200
+
+
+def test_edit_updates_the_post_and_its_author_tags(client, auth, app, ada):
+    with app.app_context():
+        post = factories.post(ada, title="Draft", tags=["one", "two"])
+        post.set_tags(["robot"], TAGGER)
+        db.session.commit()
+        post_id = post.id
+    auth.login()
+    form = client.get(f"/posts/{post_id}/edit").get_data(as_text=True)
+    assert 'value="one, two"' in form
+    response = client.post(
+        f"/posts/{post_id}/edit", data={"title": "Final", "body": "Done.", "tags": "two, three"}
+    )
+    assert response.headers["Location"] == f"/posts/{post_id}"
+    with app.app_context():
+        post = db.session.get(Post, post_id)
+        assert post.title == "Final"
+        assert post.content_version == 2
+        assert post.tag_names(AUTHOR) == ["three", "two"]
+        assert post.tag_names(TAGGER) == ["robot"]
+
+
+def test_another_user_cannot_edit_or_delete(client, auth, app, ada, grace):
+    with app.app_context():
+        post_id = factories.post(ada, title="Mine").id
+    auth.login("grace@example.com")
+    assert client.get(f"/posts/{post_id}/edit").status_code == 403
+    assert (
+        client.post(f"/posts/{post_id}/edit", data={"title": "x", "body": "y"}).status_code == 403
+    )
+    assert client.post(f"/posts/{post_id}/delete").status_code == 403
+    with app.app_context():
+        assert db.session.get(Post, post_id).title == "Mine"
+
+
+def test_author_deletes_a_post(client, auth, app, ada):
+    with app.app_context():
+        post_id = factories.post(ada, tags=["gone"]).id
+    auth.login()
+    assert client.post(f"/posts/{post_id}/delete").headers["Location"] == "/"
+    with app.app_context():
+        assert db.session.get(Post, post_id) is None
+    assert client.get(f"/posts/{post_id}").status_code == 404
+
+
+def test_tag_page_lists_only_posts_with_that_tag(client, app, ada):
+    with app.app_context():
+        factories.post(ada, title="About Redis", tags=["redis"])
+        factories.post(ada, title="About Postgres", tags=["postgres"])
+    html = client.get("/tags/Redis").get_data(as_text=True)
+    assert "About Redis" in html and "About Postgres" not in html
+    assert client.get("/tags/nothing-here").status_code == 404
+
+
+def test_tags_show_who_added_them(client, app, ada):
+    with app.app_context():
+        post = factories.post(ada, tags=["mine"])
+        post.set_tags(["found"], TAGGER)
+        db.session.commit()
+        post_id = post.id
+    html = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert 'class="tag tag-author"' in html and "Added by the author" in html
+    assert 'class="tag tag-tagger"' in html and "Added by the tagger" in html
