@@ -1,10 +1,12 @@
 """The blog: a Flask application whose slow work runs in the background on RQ."""
 
+import logging
+import sys
 from pathlib import Path
 
 from flask import Flask
 
-from blog import commands, errors, templating
+from blog import commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, login_manager, migrate
@@ -23,16 +25,39 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(app_config.from_environment(Path(app.instance_path)))
     app.config.from_mapping(config or {})
 
+    configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
     errors.init_app(app)
     templating.init_app(app)
+    timing.init_app(app)
     commands.init_app(app)
     return app
 
 
+def configure_logging(app: Flask) -> None:
+    """Send the app's and the jobs' log lines to stdout, where a PaaS collects them.
+
+    Only our own loggers (``blog.*``, ``workers.*``) get the handler: RQ and gunicorn set up
+    their own, and a shared root handler would print their lines twice. Tests keep pytest's.
+    """
+    if app.testing:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    for name in ("blog", "workers"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(app.config["LOG_LEVEL"])
+            logger.propagate = False
+
+
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    queues.init_app(app)
     migrate.init_app(app, db)
     csrf.init_app(app)
     login_manager.init_app(app)

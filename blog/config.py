@@ -8,6 +8,7 @@ Variables already set in the environment win over ``.env``.
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 
@@ -42,6 +43,50 @@ def database_url(environ, instance_path: Path) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg2://" + url.removeprefix(scheme)
     return url
+
+
+DEV_REDIS_URL_FILE = "redis_url"
+
+# Added to every Redis URL: notice a dropped connection before using it, and never hang a web
+# request for long when Redis is unreachable.
+REDIS_URL_OPTIONS = {"health_check_interval": "30", "socket_connect_timeout": "5"}
+
+
+def redis_url(environ, instance_path: Path | None) -> str:
+    """The Redis URL every process uses, with the connection options in its query string.
+
+    Where it comes from, first match wins: ``REDIS_PROVIDER`` naming the variable that holds
+    the URL (as PaaS add-ons do), ``REDIS_URL``, the URL of the Redis that ``make run`` started
+    (kept in the instance folder while it runs), or a Redis on localhost.
+
+    ``rediss://`` verifies the server's certificate unless ``REDIS_SSL_CERT_REQS=none``, which
+    a PaaS Redis with a self-signed certificate (Heroku's) needs.
+    """
+    provider = environ.get("REDIS_PROVIDER", "").strip()
+    if provider:
+        url = environ.get(provider, "").strip()
+        if not url:
+            raise ConfigError(f"REDIS_PROVIDER names {provider}, but {provider} is not set")
+    else:
+        url = environ.get("REDIS_URL", "").strip()
+    dev_file = instance_path / DEV_REDIS_URL_FILE if instance_path else None
+    if not url and dev_file and dev_file.exists():
+        url = dev_file.read_text().strip()
+    url = url or "redis://127.0.0.1:6379/0"
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url!r}")
+    options = dict(REDIS_URL_OPTIONS)
+    cert_reqs = environ.get("REDIS_SSL_CERT_REQS", "").strip().lower()
+    if parts.scheme == "rediss" and cert_reqs:
+        if cert_reqs not in ("none", "optional", "required"):
+            raise ConfigError("REDIS_SSL_CERT_REQS must be none, optional or required")
+        options["ssl_cert_reqs"] = cert_reqs
+        if cert_reqs == "none":
+            options["ssl_check_hostname"] = "false"
+    options.update(parse_qsl(parts.query))  # options written in the URL itself win
+    return urlunsplit(parts._replace(query=urlencode(options)))
 
 
 def secret_key(environ, env: str, instance_path: Path) -> str:
@@ -84,6 +129,15 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "SECRET_KEY": secret_key(environ, env, instance_path),
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
+        "REDIS_URL": redis_url(environ, instance_path),
+        # "inline" runs the tagger inside the request, to feel what the queue saves the user.
+        "TAGGING_MODE": environ.get("TAGGING_MODE", "queue").strip().lower(),
+        "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "0.5")),
+        "TAGGER_FAILURE_RATE": float(environ.get("TAGGER_FAILURE_RATE", "0")),
+        "RETRY_BACKOFF_FACTOR": float(environ.get("RETRY_BACKOFF_FACTOR", "1")),
+        # Work left pending this long (its enqueue was lost) is enqueued again.
+        "STRANDED_AFTER_SECONDS": int(environ.get("STRANDED_AFTER_SECONDS", "300")),
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),
         # A request body larger than this gets a 413 page before any form parsing.

@@ -8,17 +8,21 @@ so nothing that the tests did not create is ever touched.
 import os
 import uuid
 
+import fakeredis
 import pytest
 import sqlalchemy as sa
 
 os.environ["APP_ENV"] = "testing"
 
-from blog import create_app
+from blog import create_app, queues
 from blog.config import database_url
 from blog.extensions import db
 from tests import factories
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+# The real Redis, for the integration tests: a database number of the tests' own, emptied
+# (FLUSHDB, never FLUSHALL) before and after each test that uses it.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +61,22 @@ def database_config(postgres_schema, tmp_path) -> dict:
     }
 
 
+TEST_CONFIG = {
+    "TESTING": True,
+    "WTF_CSRF_ENABLED": False,
+    "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+    "REDIS_URL": TEST_REDIS_URL,
+    "TAGGER_LATENCY": 0,
+    "TAGGER_FAILURE_RATE": 0,
+    "RETRY_BACKOFF_FACTOR": 0,
+}
+
+
 @pytest.fixture
 def app(database_config):
-    app = create_app(
-        {
-            "TESTING": True,
-            "WTF_CSRF_ENABLED": False,
-            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-            **database_config,
-        }
-    )
+    """The app on a fresh database, with an in-memory Redis (fakeredis) of its own."""
+    app = create_app({**TEST_CONFIG, **database_config})
+    app.extensions["redis"] = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     with app.app_context():
         db.create_all()
     yield app
@@ -77,6 +87,17 @@ def app(database_config):
             with db.engine.begin() as conn:
                 conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         db.engine.dispose()
+
+
+@pytest.fixture
+def live_redis(app):
+    """Point the app at the real Redis (its test database), emptied before and after."""
+    connection = queues.connect(TEST_REDIS_URL)
+    connection.flushdb()
+    app.extensions["redis"] = connection
+    yield connection
+    connection.flushdb()
+    connection.close()
 
 
 @pytest.fixture
@@ -130,3 +151,18 @@ def grace(app):
     """A second user, to check that one cannot touch the other's posts."""
     with app.app_context():
         return factories.user("grace@example.com").id
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Run every queued job, in this process, until the queues are empty (like --burst)."""
+    from blog.queues import QUEUE_NAMES
+    from workers.worker import InProcessWorker
+
+    def run() -> bool:
+        with app.app_context():
+            connection = app.extensions["redis"]
+            worker = InProcessWorker(list(QUEUE_NAMES), connection=connection)
+            return worker.work(burst=True)
+
+    return run

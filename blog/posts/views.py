@@ -1,12 +1,24 @@
 """Posts: list, show, write, edit, delete; and the posts under a tag."""
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from blog.extensions import db
 from blog.models import AUTHOR, Post, PostTag, Tag
 from blog.posts.forms import PostForm, parse_tags
+from blog.tagger import TaggerUnavailable
+from workers.tagging import auto_tag_post, schedule_tagging
 
 bp = Blueprint("posts", __name__)
 
@@ -20,6 +32,32 @@ def own_post_or_403(post_id: int) -> Post:
     if post.author_id != current_user.id:
         abort(403)
     return post
+
+
+def tagging_inline() -> bool:
+    """``TAGGING_MODE=inline``, or the form's "tag inside this request" box in development."""
+    config = current_app.config
+    return config["TAGGING_MODE"] == "inline" or (
+        config["APP_ENV"] == "development" and request.form.get("tag_inline") == "1"
+    )
+
+
+def save_and_tag(post: Post) -> None:
+    """Commit the post and have it tagged: by a job (the point of this app), or inline.
+
+    Inline, the user waits for the slow tagger; from the queue, the response leaves at once
+    and the tags arrive a moment later.
+    """
+    if not tagging_inline():
+        db.session.flush()  # the post needs its id for the job
+        schedule_tagging(post)
+        db.session.commit()
+        return
+    db.session.commit()
+    try:
+        auto_tag_post(post.id)
+    except TaggerUnavailable:
+        flash("The tagger failed, so this post has only your tags for now.", "warning")
 
 
 @bp.get("/")
@@ -43,6 +81,25 @@ def show(post_id: int):
     return render_template("posts/show.html", post=db.get_or_404(Post, post_id))
 
 
+@bp.get("/posts/<int:post_id>/tags.json")
+def tags_status(post_id: int):
+    """The post's tags and tagging state; the post page polls this while tagging is pending."""
+    post = db.get_or_404(Post, post_id)
+    changed_at = post.tagging_changed_at
+    return jsonify(
+        state=post.tagging_state,
+        changed_at=changed_at.isoformat() if changed_at else None,
+        tags=[
+            {
+                "name": link.tag.name,
+                "source": link.source,
+                "url": url_for("posts.by_tag", tag_name=link.tag.name),
+            }
+            for link in post.tags
+        ],
+    )
+
+
 @bp.route("/posts/new", methods=["GET", "POST"])
 @login_required
 def new():
@@ -51,7 +108,7 @@ def new():
         post = Post(author=current_user, title=form.title.data, body=form.body.data)
         db.session.add(post)
         post.set_tags(parse_tags(form.tags.data), AUTHOR)
-        db.session.commit()
+        save_and_tag(post)
         flash("Your post is published.", "success")
         return redirect(url_for("posts.show", post_id=post.id))
     return render_template("posts/form.html", form=form, post=None)
@@ -67,7 +124,7 @@ def edit(post_id: int):
         post.body = form.body.data
         post.content_version += 1
         post.set_tags(parse_tags(form.tags.data), AUTHOR)
-        db.session.commit()
+        save_and_tag(post)
         flash("Your changes are saved.", "success")
         return redirect(url_for("posts.show", post_id=post.id))
     return render_template("posts/form.html", form=form, post=post)

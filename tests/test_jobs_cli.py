@@ -1,0 +1,133 @@
+"""``flask jobs ...``: the demo job, stats, clear and retry-failed."""
+
+from datetime import UTC, datetime, timedelta
+
+from rq.job import Job
+
+from blog.queues import get_queue
+
+
+def invoke(runner, *args, **kwargs):
+    result = runner.invoke(args=["jobs", *args], **kwargs)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_demo_enqueues_and_prints_the_job_id(runner, app):
+    result = invoke(runner, "demo", "--delay", "0", "--message", "hello")
+    job_id = result.stdout.strip()
+    with app.app_context():
+        job = Job.fetch(job_id, connection=app.extensions["redis"])
+        assert job.func_name == "workers.demo.demo"
+        assert job.args == (0.0, "hello", 0.0)
+        assert job.origin == "default"
+
+
+def test_demo_inline_prints_the_result_and_enqueues_nothing(runner, app):
+    result = invoke(runner, "demo", "--delay", "0", "--message", "right here", "--inline")
+    assert result.stdout.strip() == "right here"
+    with app.app_context():
+        assert get_queue("default").count == 0
+
+
+def test_demo_count_enqueues_in_bulk_on_the_chosen_queue(runner, app):
+    result = invoke(runner, "demo", "--delay", "0", "--count", "50", "--queue", "low")
+    assert len(result.stdout.split()) == 50
+    assert "Enqueued 50 demo job(s) on low." in result.stderr
+    with app.app_context():
+        assert get_queue("low").count == 50
+
+
+def test_demo_in_schedules_the_job(runner, app):
+    invoke(runner, "demo", "--in", "60")
+    with app.app_context():
+        queue = get_queue("default")
+        assert queue.count == 0
+        (job_id,) = queue.scheduled_job_registry.get_job_ids()
+        due = queue.scheduled_job_registry.get_scheduled_time(job_id)
+        assert timedelta(seconds=55) < due - datetime.now(UTC) < timedelta(seconds=61)
+
+
+def test_demo_at_a_future_time_schedules_it(runner, app):
+    at = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    invoke(runner, "demo", "--at", at)
+    with app.app_context():
+        assert get_queue("default").scheduled_job_registry.count == 1
+
+
+def test_demo_at_a_past_time_runs_now(runner, app):
+    invoke(runner, "demo", "--at", "2020-01-01T00:00:00+00:00")
+    with app.app_context():
+        assert get_queue("default").count == 1
+
+
+def test_demo_refuses_bad_options(runner, app):
+    assert runner.invoke(args=["jobs", "demo", "--in", "5", "--at", "12:00"]).exit_code == 2
+    result = runner.invoke(args=["jobs", "demo", "--at", "tomorrow"])
+    assert result.exit_code == 2 and "is not a time" in result.output
+    assert runner.invoke(args=["jobs", "demo", "--queue", "fast"]).exit_code == 2
+    assert runner.invoke(args=["jobs", "demo", "--delay", "-1"]).exit_code == 2
+    assert runner.invoke(args=["jobs", "demo", "--message", "<b>hi</b>"]).exit_code == 2
+    with app.app_context():
+        assert get_queue("default").count == 0
+
+
+def test_retries_and_failures_end_in_the_failed_registry(runner, app, run_jobs):
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--retries", "2")
+    run_jobs()
+    with app.app_context():
+        failed = get_queue("default").failed_job_registry
+        assert failed.count == 1
+        job = Job.fetch(failed.get_job_ids()[0], connection=app.extensions["redis"])
+        assert job.retries_left == 0
+        assert "DemoFailure" in job.latest_result().exc_string
+
+
+def test_stats_shows_every_queue(runner, app):
+    invoke(runner, "demo", "--count", "3", "--queue", "low")
+    invoke(runner, "demo", "--in", "600")
+    lines = invoke(runner, "stats").stdout.splitlines()
+    assert lines[0].split() == [
+        "queue",
+        "waiting",
+        "scheduled",
+        "started",
+        "failed",
+        "deferred",
+        "finished",
+        "latency",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:5]}
+    assert rows["low"][:2] == ["3", "0"]
+    assert rows["default"][:2] == ["0", "1"]
+    assert rows["urgent"][:6] == ["0"] * 6
+    assert "workers: 0 (0 busy)" in lines
+
+
+def test_clear_asks_first_then_empties_everything(runner, app, run_jobs):
+    invoke(runner, "demo", "--count", "2")
+    invoke(runner, "demo", "--in", "600")
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--queue", "urgent")
+    run_jobs()  # 2 finished, 1 failed, 1 still scheduled
+    invoke(runner, "demo", "--count", "2")
+    result = runner.invoke(args=["jobs", "clear"], input="n\n")
+    assert result.exit_code == 1
+    with app.app_context():
+        assert get_queue("default").count == 2
+    assert "Removed 6 job(s)." in invoke(runner, "clear", "--yes").stdout
+    with app.app_context():
+        for name in ("default", "urgent"):
+            queue = get_queue(name)
+            assert queue.count == 0
+            assert queue.failed_job_registry.count == 0
+            assert queue.finished_job_registry.count == 0
+            assert queue.scheduled_job_registry.count == 0
+
+
+def test_retry_failed_requeues_them(runner, app, run_jobs):
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--count", "2")
+    run_jobs()
+    assert "Requeued 2 failed job(s)." in invoke(runner, "retry-failed").stdout
+    with app.app_context():
+        queue = get_queue("default")
+        assert queue.count == 2 and queue.failed_job_registry.count == 0

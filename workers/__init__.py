@@ -1,0 +1,43 @@
+"""RQ job functions, and the app context they run in.
+
+A job runs in a work-horse process that RQ forks for it, far from any request, so it needs a
+Flask app context to reach the database and config. ``in_app_context`` gives it one: the
+current app's when there is one (tests, an inline call from a view), else one app per process,
+created on first use (in the worker, before the fork, so every work-horse inherits it).
+"""
+
+import functools
+from contextlib import contextmanager
+
+from flask import Flask, has_app_context
+
+_process_app: Flask | None = None
+
+
+def process_app() -> Flask:
+    global _process_app
+    if _process_app is None:
+        from blog import create_app  # here, not at the top: blog imports the job functions
+
+        _process_app = create_app()
+    return _process_app
+
+
+@contextmanager
+def app_context():
+    if has_app_context():
+        yield
+    else:
+        with process_app().app_context():
+            yield
+
+
+def in_app_context(job):
+    """Run the job function inside ``app_context()``."""
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        with app_context():
+            return job(*args, **kwargs)
+
+    return run

@@ -1,0 +1,87 @@
+"""Recurring jobs that keep the app healthy; ``workers/cron.py`` schedules them."""
+
+import json
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select
+
+from blog.extensions import db
+from blog.models import PENDING, Post, PostTag, Tag, User, utcnow
+from blog.queues import redis_connection
+from workers import in_app_context
+from workers.tagging import schedule_tagging, tagging_job_id
+
+log = logging.getLogger(__name__)
+
+BLOG_STATS_KEY = "blog:stats"
+_IN_FLIGHT = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def job_in_flight(job_id: str) -> bool:
+    """Is a job with this id waiting, running, or due to run later?"""
+    try:
+        return Job.fetch(job_id, connection=redis_connection()).get_status() in _IN_FLIGHT
+    except NoSuchJobError:
+        return False
+
+
+@in_app_context
+def requeue_stranded_work() -> dict:
+    """Enqueue again the work whose first enqueue was lost.
+
+    A post is saved with its tagging pending and its job enqueued after the commit; if Redis
+    was down just then, nothing will ever run that job. Such posts are still pending after
+    ``STRANDED_AFTER_SECONDS``, with no job in flight: enqueue them again.
+    """
+    cutoff = utcnow() - timedelta(seconds=current_app.config["STRANDED_AFTER_SECONDS"])
+    stranded = db.session.scalars(
+        select(Post).where(Post.tagging_state == PENDING, Post.tagging_changed_at < cutoff)
+    ).all()
+    requeued = []
+    for post in stranded:
+        if not job_in_flight(tagging_job_id(post)):
+            schedule_tagging(post)
+            requeued.append(post.id)
+    db.session.commit()
+    if requeued:
+        log.warning("requeued tagging of stranded posts %s", requeued)
+    return {"posts": requeued}
+
+
+@in_app_context
+def refresh_stats() -> dict:
+    """Work out the blog's figures for the stats page and cache them in Redis."""
+    words = 0
+    for body in db.session.scalars(select(Post.body).execution_options(yield_per=500)):
+        words += len(body.split())
+    top_tags = db.session.execute(
+        select(Tag.name, func.count(PostTag.post_id).label("posts"))
+        .join(PostTag)
+        .group_by(Tag.name)
+        .order_by(func.count(PostTag.post_id).desc(), Tag.name)
+        .limit(10)
+    ).all()
+    tagging = db.session.execute(
+        select(Post.tagging_state, func.count()).group_by(Post.tagging_state)
+    ).all()
+    stats = {
+        "users": db.session.scalar(select(func.count(User.id))),
+        "posts": db.session.scalar(select(func.count(Post.id))),
+        "words": words,
+        "tags": db.session.scalar(select(func.count(Tag.id))),
+        "top_tags": [{"name": name, "posts": posts} for name, posts in top_tags],
+        "tagging": {str(state): count for state, count in tagging},
+        "computed_at": utcnow().isoformat(),
+    }
+    redis_connection().set(BLOG_STATS_KEY, json.dumps(stats))
+    return stats
+
+
+def cached_stats() -> dict | None:
+    """What ``refresh_stats`` computed last, or None if it has not run yet."""
+    raw = redis_connection().get(BLOG_STATS_KEY)
+    return json.loads(raw) if raw else None
