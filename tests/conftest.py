@@ -6,7 +6,10 @@ so nothing that the tests did not create is ever touched.
 """
 
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -16,9 +19,11 @@ os.environ["APP_ENV"] = "testing"
 
 from blog import create_app, queues
 from blog.config import database_url
+from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
 from tests import factories
 
+ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 # The real Redis, for the integration tests: a database number of the tests' own, emptied
 # (FLUSHDB, never FLUSHALL) before and after each test that uses it.
@@ -73,6 +78,54 @@ TEST_CONFIG = {
 
 
 @pytest.fixture
+def process_env(database_config) -> dict:
+    """Environment for a subprocess (a worker, the clock, the web) that must share this test's
+    database and the real test Redis."""
+    url = database_config["SQLALCHEMY_DATABASE_URI"]
+    if "TEST_SCHEMA" in database_config:
+        url += f"?options=-csearch_path%3D{database_config['TEST_SCHEMA']}"
+    return {
+        **os.environ,
+        "APP_ENV": "testing",
+        "DATABASE_URL": url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "TAGGER_LATENCY": "0",
+        "TAGGER_FAILURE_RATE": "0",
+        "RETRY_BACKOFF_FACTOR": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def rq_worker(process_env):
+    """Run the Procfile's worker (a real, forking ``rq worker``) until the queues are empty."""
+
+    def run(*extra_args: str, env: dict | None = None, timeout: float = 60):
+        command = [
+            str(Path(sys.executable).parent / "rq"),
+            "worker",
+            "-c",
+            "workers.settings",
+            "-w",
+            "workers.worker.Worker",
+            "--with-scheduler",
+            "--burst",
+            *extra_args,
+        ]
+        return subprocess.run(
+            command,
+            env={**process_env, **(env or {})},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+    return run
+
+
+@pytest.fixture
 def app(database_config):
     """The app on a fresh database, with an in-memory Redis (fakeredis) of its own."""
     app = create_app({**TEST_CONFIG, **database_config})
@@ -98,6 +151,22 @@ def live_redis(app):
     yield connection
     connection.flushdb()
     connection.close()
+
+
+@pytest.fixture
+def redis_server():
+    """Start throw-away Redis servers (for tests that stop or restart Redis); all are
+    stopped at the end."""
+    servers = []
+
+    def start() -> EmbeddedRedis:
+        server = EmbeddedRedis().start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
