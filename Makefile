@@ -12,9 +12,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.installed  ## set up everything, migrate, and serve on http://127.0.0.1:5000
-	$(BIN)/flask db upgrade
-	$(BIN)/flask run --port $${PORT:-5000}
+run: $(VENV)/.installed  ## set up everything; web, worker and clock on http://127.0.0.1:5000
+	$(BIN)/python bin/run
 
 test: $(VENV)/.installed  ## the whole test suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
 	$(BIN)/python -m pytest

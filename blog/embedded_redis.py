@@ -69,6 +69,9 @@ class EmbeddedRedis:
                 "warning",
             ],
             stdout=subprocess.DEVNULL,
+            # Its own session: a Ctrl+C in the terminal must not stop Redis before the
+            # workers that still use it have shut down.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         with Redis(port=self.port, socket_connect_timeout=1) as probe:
