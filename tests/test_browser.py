@@ -1,0 +1,112 @@
+"""In a real browser: a post is saved at once and its tags appear without a reload.
+
+Runs the app the way ``honcho start`` does (gunicorn and a forking ``rq worker``, as
+subprocesses) and drives Debian's Chromium through Playwright.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.error import URLError
+
+import pytest
+
+from blog.embedded_redis import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install Debian's chromium")
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web process exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except (URLError, ConnectionError):
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer")
+
+
+@pytest.fixture
+def site(app, live_redis, process_env):
+    """The web and worker processes on this test's database; yields the site's URL."""
+    port = free_port()
+    env = {**process_env, "PORT": str(port), "TAGGER_LATENCY": "1.5", "WEB_CONCURRENCY": "2"}
+    processes = [
+        subprocess.Popen(
+            [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
+        ),
+        subprocess.Popen(
+            [BIN / "rq", "worker", "-c", "workers.settings", "-w", "workers.worker.Worker"],
+            cwd=ROOT,
+            env=env,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, processes[0])
+        yield url
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page()
+        browser.close()
+
+
+def test_tags_appear_without_a_reload(site, page):
+    page.goto(f"{site}/signup")
+    page.fill("#email", "reader@example.com")
+    page.fill("#password", "correct horse battery")
+    page.fill("#confirm", "correct horse battery")
+    page.click("main button[type=submit]")
+
+    page.goto(f"{site}/posts/new")
+    page.fill("#title", "Background jobs with Redis")
+    page.fill("#body", "Redis holds the queue; background jobs keep the request quick. Redis!")
+    page.fill("#tags", "mine")
+    started = time.monotonic()
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{site}/posts/*")
+    assert time.monotonic() - started < 1.5, "the request waited for the tagger"
+
+    assert "The tagger is reading this post" in page.inner_text("#tagging-state")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_selector("#tags a.tag-tagger", timeout=20_000)
+    assert page.evaluate("window.notReloaded") is True
+    tagger_tags = page.locator("#tags a.tag-tagger").all_inner_texts()
+    assert "redis" in tagger_tags
+    assert page.locator("#tags a.tag-author").all_inner_texts() == ["mine"]
+    assert "marks the tags the tagger added" in page.inner_text("#tagging-state")
