@@ -3,10 +3,28 @@
 from blog import create_app
 from blog.extensions import db
 from blog.models import Email, Post, PostTag, Tag, User
+from blog.queues import enqueue, get_queue
+from workers.demo import demo
+from workers.maintenance import refresh_stats, requeue_stranded_work
+from workers.tagging import auto_tag_post
 
 app = create_app()
 
 
 @app.shell_context_processor
 def shell_context() -> dict:
-    return {"db": db, "User": User, "Post": Post, "Tag": Tag, "PostTag": PostTag, "Email": Email}
+    """What ``flask shell`` has ready: the database, the models, the queues and the jobs."""
+    return {
+        "db": db,
+        "User": User,
+        "Post": Post,
+        "Tag": Tag,
+        "PostTag": PostTag,
+        "Email": Email,
+        "get_queue": get_queue,
+        "enqueue": enqueue,
+        "demo": demo,
+        "auto_tag_post": auto_tag_post,
+        "refresh_stats": refresh_stats,
+        "requeue_stranded_work": requeue_stranded_work,
+    }

@@ -105,6 +105,13 @@ def secret_key(environ, env: str, instance_path: Path) -> str:
     return key_file.read_text().strip()
 
 
+def tagging_mode(environ) -> str:
+    mode = environ.get("TAGGING_MODE", "queue").strip().lower()
+    if mode not in ("queue", "inline"):
+        raise ConfigError(f"TAGGING_MODE must be queue or inline, not {mode!r}")
+    return mode
+
+
 def engine_options(url: str, environ) -> dict:
     """Connection pool settings: bounded per process, and checked before use."""
     if url.startswith("sqlite"):
@@ -131,8 +138,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
         "REDIS_URL": redis_url(environ, instance_path),
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
-        "TAGGING_MODE": environ.get("TAGGING_MODE", "queue").strip().lower(),
-        "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "0.5")),
+        "TAGGING_MODE": tagging_mode(environ),
+        "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "1")),
         "TAGGER_FAILURE_RATE": float(environ.get("TAGGER_FAILURE_RATE", "0")),
         "RETRY_BACKOFF_FACTOR": float(environ.get("RETRY_BACKOFF_FACTOR", "1")),
         # Work left pending this long (its enqueue was lost) is enqueued again.

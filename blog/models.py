@@ -149,7 +149,8 @@ class Post(db.Model):
     title: Mapped[str] = mapped_column(String(TITLE_MAX))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # When the author last changed the post (not when the tagger did).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped on every edit, so a tagging job can tell that it read an older version.
     content_version: Mapped[int] = mapped_column(Integer, default=1)
     tagging_state: Mapped[str | None] = mapped_column(String(10))
@@ -184,6 +185,12 @@ class Post(db.Model):
                 del wanted[link.tag_id]
         for tag in wanted.values():
             self.tag_links.append(PostTag(tag=tag, source=source))
+
+    def edit(self, title: str, body: str) -> None:
+        self.title = title
+        self.body = body
+        self.content_version += 1
+        self.updated_at = utcnow()
 
     def mark_tagging(self, state: str) -> None:
         self.tagging_state = state

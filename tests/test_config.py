@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from blog import create_app
-from blog.config import ConfigError, app_env, database_url, from_environment
+from blog.config import ConfigError, app_env, database_url, from_environment, redis_url
 
 
 def test_postgres_urls_are_rewritten_for_psycopg2():
@@ -50,3 +50,43 @@ def test_unknown_environment_is_an_error():
 def test_create_app_takes_overrides(tmp_path: Path):
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/x.db", "POSTS_PER_PAGE": 3})
     assert app.config["POSTS_PER_PAGE"] == 3
+
+
+def test_tagging_mode_must_be_known(tmp_path):
+    with pytest.raises(ConfigError, match="TAGGING_MODE"):
+        from_environment(tmp_path, {"APP_ENV": "testing", "TAGGING_MODE": "sometimes"})
+
+
+def test_redis_url_from_a_provider_variable(tmp_path):
+    environ = {"REDIS_PROVIDER": "REDISCLOUD_URL", "REDISCLOUD_URL": "redis://h:1/2"}
+    assert redis_url(environ, tmp_path).startswith("redis://h:1/2?health_check_interval=30")
+    with pytest.raises(ConfigError, match="REDISCLOUD_URL is not set"):
+        redis_url({"REDIS_PROVIDER": "REDISCLOUD_URL"}, tmp_path)
+
+
+def test_redis_url_carries_the_connection_options(tmp_path):
+    url = redis_url({"REDIS_URL": "redis://h:6379/0"}, tmp_path)
+    assert url == "redis://h:6379/0?health_check_interval=30&socket_connect_timeout=5"
+
+
+def test_self_signed_tls_redis_can_skip_verification(tmp_path):
+    environ = {"REDIS_URL": "rediss://:pw@h:6380/0", "REDIS_SSL_CERT_REQS": "none"}
+    url = redis_url(environ, tmp_path)
+    assert "ssl_cert_reqs=none" in url and "ssl_check_hostname=false" in url
+    plain = redis_url({"REDIS_URL": "rediss://h:6380/0"}, tmp_path)
+    assert "ssl_cert_reqs" not in plain
+    with pytest.raises(ConfigError, match="REDIS_SSL_CERT_REQS"):
+        redis_url({**environ, "REDIS_SSL_CERT_REQS": "maybe"}, tmp_path)
+
+
+def test_make_runs_redis_url_file_is_used_when_nothing_is_set(tmp_path):
+    (tmp_path / "redis_url").write_text("redis://127.0.0.1:41000/0\n")
+    assert redis_url({}, tmp_path).startswith("redis://127.0.0.1:41000/0?")
+    assert redis_url({"REDIS_URL": "redis://elsewhere:1/0"}, tmp_path).startswith(
+        "redis://elsewhere"
+    )
+
+
+def test_redis_url_scheme_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="REDIS_URL must start with"):
+        redis_url({"REDIS_URL": "http://h/"}, tmp_path)

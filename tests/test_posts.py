@@ -142,6 +142,7 @@ def test_edit_updates_the_post_and_its_author_tags(client, auth, app, ada):
         post = db.session.get(Post, post_id)
         assert post.title == "Final"
         assert post.content_version == 2
+        assert post.updated_at > post.created_at
         assert post.tag_names(AUTHOR) == ["three", "two"]
         assert post.tag_names(TAGGER) == ["robot"]
 

@@ -92,8 +92,7 @@ def test_a_job_for_an_older_version_does_not_overwrite_newer_tags(app_ctx, ada, 
     def edit_while_tagging(self, title, body):
         names = real_tags_for(self, title, body)
         post = db.session.get(Post, post_id)  # the author saves an edit meanwhile
-        post.content_version += 1
-        post.title = "New title"
+        post.edit("New title", "new words")
         db.session.commit()
         return names
 

@@ -120,9 +120,7 @@ def edit(post_id: int):
     post = own_post_or_403(post_id)
     form = PostForm(title=post.title, body=post.body, tags=", ".join(post.tag_names(AUTHOR)))
     if form.validate_on_submit():
-        post.title = form.title.data
-        post.body = form.body.data
-        post.content_version += 1
+        post.edit(form.title.data, form.body.data)
         post.set_tags(parse_tags(form.tags.data), AUTHOR)
         save_and_tag(post)
         flash("Your changes are saved.", "success")
