@@ -1,0 +1,83 @@
+"""``honcho start`` runs the Procfile's web, worker and clock, and they stay up until stopped."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from rq import Worker
+from rq.cron import CronScheduler
+
+from blog.embedded_redis import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_procfile_has_web_worker_and_clock_and_no_release_line():
+    # honcho stops everything as soon as one process exits: a release: line would end it.
+    assert set(procfile()) == {"web", "worker", "clock"}
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_honcho_start_keeps_web_worker_and_clock_up_until_stopped(
+    tmp_path, process_env, redis_server
+):
+    redis = redis_server()
+    port = free_port()
+    env = {
+        **process_env,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'honcho.sqlite3'}",  # empty: web migrates it
+        "REDIS_URL": redis.url,
+        "PORT": str(port),
+    }
+    honcho = subprocess.Popen(
+        [BIN / "honcho", "start"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    connection = redis.client()
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200,
+            60,
+            "the web process",
+        )
+        wait_for(lambda: len(Worker.all(connection=connection)) == 1, 30, "the worker")
+        wait_for(lambda: len(CronScheduler.all(connection)) == 1, 30, "the clock")
+        time.sleep(3)
+        assert honcho.poll() is None, "honcho stopped on its own"
+    finally:
+        honcho.send_signal(signal.SIGTERM)
+        output, _ = honcho.communicate(timeout=40)
+        connection.close()
+    for name in ("web", "worker", "clock"):
+        assert f"{name}.1 stopped" in output, output
+    assert "Running upgrade" in output
