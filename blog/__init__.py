@@ -10,6 +10,7 @@ from blog import commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, login_manager, migrate
+from blog.health import bp as health_bp
 from blog.posts.views import bp as posts_bp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,4 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
+    app.register_blueprint(health_bp)

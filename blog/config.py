@@ -48,8 +48,13 @@ def database_url(environ, instance_path: Path) -> str:
 DEV_REDIS_URL_FILE = "redis_url"
 
 # Added to every Redis URL: notice a dropped connection before using it, and never hang a web
-# request for long when Redis is unreachable.
-REDIS_URL_OPTIONS = {"health_check_interval": "30", "socket_connect_timeout": "5"}
+# request for long when Redis is unreachable or stops answering. (An rq worker raises the
+# read timeout of its own connection above its blocking wait for jobs.)
+REDIS_URL_OPTIONS = {
+    "health_check_interval": "30",
+    "socket_connect_timeout": "5",
+    "socket_timeout": "5",
+}
 
 
 def redis_url(environ, instance_path: Path | None) -> str:
@@ -122,6 +127,8 @@ def engine_options(url: str, environ) -> dict:
         "max_overflow": int(environ.get("DATABASE_MAX_OVERFLOW", "0")),
         "pool_pre_ping": True,
         "pool_recycle": 300,
+        # An unreachable database fails a request (and /healthz) in seconds, not minutes.
+        "connect_args": {"connect_timeout": 5},
     }
 
 

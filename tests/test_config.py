@@ -66,7 +66,9 @@ def test_redis_url_from_a_provider_variable(tmp_path):
 
 def test_redis_url_carries_the_connection_options(tmp_path):
     url = redis_url({"REDIS_URL": "redis://h:6379/0"}, tmp_path)
-    assert url == "redis://h:6379/0?health_check_interval=30&socket_connect_timeout=5"
+    assert url == (
+        "redis://h:6379/0?health_check_interval=30&socket_connect_timeout=5&socket_timeout=5"
+    )
 
 
 def test_self_signed_tls_redis_can_skip_verification(tmp_path):
