@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blog import commands, errors, queues, templating, timing
 from blog import config as app_config
@@ -27,6 +28,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(config or {})
 
     configure_logging(app)
+    trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     errors.init_app(app)
@@ -54,6 +56,14 @@ def configure_logging(app: Flask) -> None:
             logger.addHandler(handler)
             logger.setLevel(app.config["LOG_LEVEL"])
             logger.propagate = False
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` proxies, take the client's address and scheme from the
+    X-Forwarded-For and X-Forwarded-Proto headers they add; from no one else."""
+    count = app.config["TRUSTED_PROXIES"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
 
 
 def register_extensions(app: Flask) -> None:

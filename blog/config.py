@@ -132,6 +132,19 @@ def engine_options(url: str, environ) -> dict:
     }
 
 
+def trusted_proxies(environ, env: str) -> int:
+    """``TRUSTED_PROXIES``: how many proxies in front of the app add X-Forwarded-* headers.
+
+    In production a platform's router sits in front (one proxy: Heroku's router, Dokku's
+    nginx); the app takes the client's address and scheme from what it adds, and from no one
+    else. Elsewhere nothing does, and a header a client sent itself must not be believed.
+    """
+    count = int(environ.get("TRUSTED_PROXIES", "1" if env == "production" else "0"))
+    if count < 0:
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
+    return count
+
+
 def from_environment(instance_path: Path, environ=os.environ) -> dict:
     """Build the Flask config mapping from the environment."""
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -151,6 +164,7 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "RETRY_BACKOFF_FACTOR": float(environ.get("RETRY_BACKOFF_FACTOR", "1")),
         # Work left pending this long (its enqueue was lost) is enqueued again.
         "STRANDED_AFTER_SECONDS": int(environ.get("STRANDED_AFTER_SECONDS", "300")),
+        "TRUSTED_PROXIES": trusted_proxies(environ, env),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),

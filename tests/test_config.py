@@ -1,9 +1,17 @@
 from pathlib import Path
 
 import pytest
+from flask import request
 
 from blog import create_app
-from blog.config import ConfigError, app_env, database_url, from_environment, redis_url
+from blog.config import (
+    ConfigError,
+    app_env,
+    database_url,
+    from_environment,
+    redis_url,
+)
+from tests.conftest import TEST_CONFIG
 
 
 def test_postgres_urls_are_rewritten_for_psycopg2():
@@ -92,3 +100,31 @@ def test_make_runs_redis_url_file_is_used_when_nothing_is_set(tmp_path):
 def test_redis_url_scheme_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="REDIS_URL must start with"):
         redis_url({"REDIS_URL": "http://h/"}, tmp_path)
+
+
+def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
+    production = {"APP_ENV": "production", "SECRET_KEY": "s"}
+    assert from_environment(tmp_path, production)["TRUSTED_PROXIES"] == 1
+    assert (
+        from_environment(tmp_path, {**production, "TRUSTED_PROXIES": "2"})["TRUSTED_PROXIES"] == 2
+    )
+    assert from_environment(tmp_path, {"APP_ENV": "development"})["TRUSTED_PROXIES"] == 0
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        from_environment(tmp_path, {**production, "TRUSTED_PROXIES": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("proxies", "seen"), [(1, ("https", "203.0.113.7")), (0, ("http", "127.0.0.1"))]
+)
+def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_config, proxies, seen):
+    app = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": proxies})
+
+    @app.get("/seen")
+    def seen_by_the_app():
+        return {"scheme": request.scheme, "address": request.remote_addr}
+
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    response = app.test_client().get(
+        "/seen", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+    )
+    assert (response.json["scheme"], response.json["address"]) == seen
