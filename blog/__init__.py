@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import commands, errors, queues, templating, timing
+from blog import commands, error_reporting, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, login_manager, migrate
@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     configure_logging(app)
     trust_proxies(app)
+    error_reporting.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     errors.init_app(app)

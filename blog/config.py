@@ -165,6 +165,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         # Work left pending this long (its enqueue was lost) is enqueued again.
         "STRANDED_AFTER_SECONDS": int(environ.get("STRANDED_AFTER_SECONDS", "300")),
         "TRUSTED_PROXIES": trusted_proxies(environ, env),
+        # Errors of the web process and of jobs go to Sentry when this is set.
+        "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),
