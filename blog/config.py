@@ -118,13 +118,19 @@ def tagging_mode(environ) -> str:
 
 
 def engine_options(url: str, environ) -> dict:
-    """Connection pool settings: bounded per process, and checked before use."""
+    """Connection pool settings: bounded per process, and checked before use.
+
+    A gunicorn worker serves one request at a time and a work-horse runs one job, so each
+    needs one connection; the pool allows ``DATABASE_POOL_SIZE`` (2) and never more, which
+    keeps the whole app inside a small plan's connection limit (docs/deploy.md does the sum).
+    """
     if url.startswith("sqlite"):
         # Web and worker processes write at once: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 15}}
     return {
-        "pool_size": int(environ.get("DATABASE_POOL_SIZE", "5")),
+        "pool_size": int(environ.get("DATABASE_POOL_SIZE", "2")),
         "max_overflow": int(environ.get("DATABASE_MAX_OVERFLOW", "0")),
+        # A connection the server or the network dropped is replaced before it is used.
         "pool_pre_ping": True,
         "pool_recycle": 300,
         # An unreachable database fails a request (and /healthz) in seconds, not minutes.

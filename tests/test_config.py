@@ -8,6 +8,7 @@ from blog.config import (
     ConfigError,
     app_env,
     database_url,
+    engine_options,
     from_environment,
     redis_url,
 )
@@ -100,6 +101,16 @@ def test_make_runs_redis_url_file_is_used_when_nothing_is_set(tmp_path):
 def test_redis_url_scheme_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="REDIS_URL must start with"):
         redis_url({"REDIS_URL": "http://h/"}, tmp_path)
+
+
+def test_each_process_holds_a_small_bounded_pool_of_checked_connections():
+    options = engine_options("postgresql+psycopg2://h/d", {})
+    assert (options["pool_size"], options["max_overflow"]) == (2, 0)
+    assert options["pool_pre_ping"]
+    assert options["connect_args"] == {"connect_timeout": 5}
+    assert (
+        engine_options("postgresql+psycopg2://h/d", {"DATABASE_POOL_SIZE": "4"})["pool_size"] == 4
+    )
 
 
 def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
