@@ -1,5 +1,6 @@
 """``honcho start`` runs the Procfile's web, worker and clock, and they stay up until stopped."""
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,18 @@ pytestmark = pytest.mark.integration
 def test_the_procfile_has_web_worker_and_clock_and_no_release_line():
     # honcho stops everything as soon as one process exits: a release: line would end it.
     assert set(procfile()) == {"web", "worker", "clock"}
+
+
+def test_app_json_runs_one_of_each_process_with_postgres_and_redis():
+    manifest = json.loads((ROOT / "app.json").read_text())
+    assert manifest["formation"] == {name: {"quantity": 1} for name in procfile()}
+    assert {addon.split(":")[0] for addon in manifest["addons"]} == {
+        "heroku-postgresql",
+        "heroku-redis",
+    }
+    assert manifest["env"]["APP_ENV"]["value"] == "production"
+    assert manifest["env"]["SECRET_KEY"]["generator"] == "secret"
+    assert manifest["healthchecks"]["web"][0]["path"] == "/healthz"
 
 
 def test_honcho_start_keeps_web_worker_and_clock_up_until_stopped(
