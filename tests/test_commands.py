@@ -35,3 +35,11 @@ def test_create_user_refuses_bad_input(runner, app):
     assert result.exit_code == 2 and "at least 8" in result.output
     with app.app_context():
         assert db.session.query(User).count() == 0
+
+
+def test_flask_shell_has_the_database_models_queues_and_jobs_ready():
+    import app as entry_point
+
+    context = entry_point.shell_context()
+    for name in ("db", "User", "Post", "Tag", "Email", "get_queue", "demo", "auto_tag_post"):
+        assert name in context
