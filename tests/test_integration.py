@@ -1,14 +1,25 @@
 """The real thing: PostgreSQL or SQLite, the real Redis, and a forking ``rq worker``."""
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from blog.extensions import db
 from blog.models import DONE, PENDING, TAGGER, Post
-from blog.queues import get_queue
+from blog.queues import enqueue, get_queue
+from workers.demo import demo
 from workers.maintenance import requeue_stranded_work
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 POST = {"title": "Background jobs with Redis", "body": "Redis and RQ run background jobs."}
 
@@ -68,3 +79,49 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():
         assert the_post().tagging_state == DONE
+
+
+def start_worker(process_env, **env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [BIN / "rq", "worker", "-c", "workers.settings", "-w", "workers.worker.Worker"],
+        cwd=ROOT,
+        env={**process_env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_status(job: Job, status: JobStatus, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while job.get_status(refresh=True) != status:
+        assert time.monotonic() < deadline, f"job {job.id} never became {status}"
+        time.sleep(0.1)
+
+
+def test_sigterm_lets_a_short_job_finish(app, live_redis, process_env):
+    with app.app_context():
+        job = enqueue(demo, 2, "short")
+    worker = start_worker(process_env, WORKER_SHUTDOWN_GRACE="10")
+    wait_for_status(job, JobStatus.STARTED)
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=15)
+    assert worker.returncode == 0, output
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_sigterm_requeues_a_job_too_long_for_the_grace_period(app, live_redis, process_env):
+    with app.app_context():
+        job = enqueue(demo, 60, "long")
+        queue = get_queue("default")
+    worker = start_worker(process_env, WORKER_SHUTDOWN_GRACE="2")
+    wait_for_status(job, JobStatus.STARTED)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=20)
+    assert time.monotonic() - started < 10, output
+    assert worker.returncode == 0
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.job_ids == [job.id]
+    assert queue.failed_job_registry.count == 0
+    assert "interrupted by a shutdown; back at the front of default" in output
