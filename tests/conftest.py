@@ -22,6 +22,7 @@ from blog.config import database_url
 from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
 from tests import factories
+from tests.mail_catcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -74,6 +75,7 @@ TEST_CONFIG = {
     "TAGGER_LATENCY": 0,
     "TAGGER_FAILURE_RATE": 0,
     "RETRY_BACKOFF_FACTOR": 0,
+    "MAIL_URL": "",  # never a real SMTP server from the developer's .env
 }
 
 
@@ -92,6 +94,7 @@ def process_env(database_config) -> dict:
         "TAGGER_LATENCY": "0",
         "TAGGER_FAILURE_RATE": "0",
         "RETRY_BACKOFF_FACTOR": "0",
+        "MAIL_URL": "",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -167,6 +170,15 @@ def redis_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mail_catcher(app):
+    """A real SMTP server on localhost, and the app sending its mail there."""
+    catcher = MailCatcher().start()
+    app.config["MAIL_URL"] = catcher.url
+    yield catcher
+    catcher.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ from sqlalchemy import select
 
 from blog.auth.views import safe_next
 from blog.extensions import db
-from blog.models import User
+from blog.models import Email, User
+from blog.queues import get_queue
 from tests import factories
 
 
@@ -16,6 +17,9 @@ def test_signup_creates_a_user_and_logs_them_in(client, auth, app):
         assert user.email == "new@example.com"
         assert user.password_hash != "correct horse"
         assert user.check_password("correct horse")
+        email = db.session.scalars(select(Email)).one()
+        assert (email.user_id, email.kind, email.state) == (user.id, "welcome", "queued")
+        assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
     assert b"new@example.com" in client.get("/").data
 
 

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import DONE, PENDING, TAGGER, Post
+from blog.models import DONE, PENDING, TAGGER, Email, Post
 from blog.queues import get_queue
 from workers.maintenance import requeue_stranded_work
 
@@ -68,3 +68,19 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():
         assert the_post().tagging_state == DONE
+
+
+def the_email() -> Email:
+    return db.session.scalars(select(Email)).one()
+
+
+def test_a_real_worker_sends_the_welcome_email_by_smtp(
+    auth, app, live_redis, rq_worker, mail_catcher
+):
+    auth.signup("new@example.com")
+    output = rq_worker(env={"MAIL_URL": mail_catcher.url}).stdout
+    assert "workers.mailers.send_email on mailers: finished" in output
+    (message,) = mail_catcher.messages
+    assert message["To"] == "new@example.com"
+    with app.app_context():
+        assert the_email().state == "sent"

@@ -9,7 +9,9 @@ from werkzeug.security import generate_password_hash
 
 from blog.auth.forms import LoginForm, SignupForm
 from blog.extensions import db, login_manager
+from blog.mail import welcome_email
 from blog.models import User
+from workers.mailers import schedule_email
 
 bp = Blueprint("auth", __name__)
 
@@ -52,8 +54,11 @@ def signup():
     if form.validate_on_submit():
         user = User(email=User.normalise_email(form.email.data))
         user.set_password(form.password.data)
-        db.session.add(user)
+        welcome = welcome_email(user)
+        db.session.add_all([user, welcome])
         try:
+            db.session.flush()
+            schedule_email(welcome)
             db.session.commit()
         except IntegrityError:  # the unique email: caught here, so two signups cannot race
             db.session.rollback()
