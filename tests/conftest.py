@@ -99,24 +99,28 @@ def process_env(database_config) -> dict:
     }
 
 
+def rq_worker_command(*extra_args: str) -> list[str]:
+    """The Procfile's worker (a real, forking ``rq worker``), until the queues are empty."""
+    return [
+        str(Path(sys.executable).parent / "rq"),
+        "worker",
+        "-c",
+        "workers.settings",
+        "-w",
+        "workers.worker.Worker",
+        "--with-scheduler",
+        "--burst",
+        *extra_args,
+    ]
+
+
 @pytest.fixture
 def rq_worker(process_env):
-    """Run the Procfile's worker (a real, forking ``rq worker``) until the queues are empty."""
+    """Run the Procfile's worker until the queues are empty."""
 
     def run(*extra_args: str, env: dict | None = None, timeout: float = 60):
-        command = [
-            str(Path(sys.executable).parent / "rq"),
-            "worker",
-            "-c",
-            "workers.settings",
-            "-w",
-            "workers.worker.Worker",
-            "--with-scheduler",
-            "--burst",
-            *extra_args,
-        ]
         return subprocess.run(
-            command,
+            rq_worker_command(*extra_args),
             env={**process_env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
@@ -126,6 +130,31 @@ def rq_worker(process_env):
         )
 
     return run
+
+
+@pytest.fixture
+def rq_worker_process(process_env, tmp_path):
+    """Start the Procfile's worker in the background, for tests that kill it or its
+    work-horse; its output goes to ``tmp_path / "worker.log"``. Killed at the end."""
+    processes = []
+
+    def start(*extra_args: str, env: dict | None = None) -> subprocess.Popen:
+        with open(tmp_path / "worker.log", "a") as log:
+            process = subprocess.Popen(
+                rq_worker_command(*extra_args),
+                env={**process_env, **(env or {})},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 @pytest.fixture

@@ -1,6 +1,12 @@
 """The real thing: PostgreSQL or SQLite, the real Redis, and a forking ``rq worker``."""
 
+import os
+import signal
+import time
+
+import psutil
 import pytest
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from blog.extensions import db
@@ -63,7 +69,7 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     server.start()
     app.config["STRANDED_AFTER_SECONDS"] = 0
     with app.app_context():
-        assert requeue_stranded_work() == {"posts": [the_post().id]}
+        assert requeue_stranded_work() == {"posts": [the_post().id], "emails": []}
         assert get_queue("default").count == 1
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():
@@ -82,5 +88,36 @@ def test_a_real_worker_sends_the_welcome_email_by_smtp(
     assert "workers.mailers.send_email on mailers: finished" in output
     (message,) = mail_catcher.messages
     assert message["To"] == "new@example.com"
+    with app.app_context():
+        assert the_email().state == "sent"
+
+
+def test_a_work_horse_killed_mid_send_is_retried_and_the_email_sent_once(
+    auth, app, live_redis, rq_worker, rq_worker_process, mail_catcher
+):
+    app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more: not in this burst
+    lease = 1  # seconds; then another run may take over the dead run's claim
+    env = {"MAIL_URL": mail_catcher.url, "MAIL_CLAIM_LEASE_SECONDS": str(lease)}
+    auth.signup("new@example.com")
+
+    mail_catcher.stall_next_sender()
+    worker = rq_worker_process(env=env)
+    assert mail_catcher.stalled.wait(timeout=30), "the worker never reached the SMTP server"
+    (horse,) = psutil.Process(worker.pid).children()
+    os.kill(horse.pid, signal.SIGKILL)  # mid-send: the SMTP server has not got the message
+    assert worker.wait(timeout=30) == 0
+
+    with app.app_context():
+        email = the_email()
+        assert email.state == "sending"  # the dead run's claim, which no one gave back
+        job = Job.fetch(f"send-email-{email.id}", connection=live_redis)
+        assert job.get_status() == JobStatus.SCHEDULED  # RQ retries a job whose horse died
+        registry = get_queue("mailers").scheduled_job_registry
+        live_redis.zadd(registry.key, {job.id: 0})  # the 15 s have passed
+    time.sleep(lease + 0.1)  # and so has the lease
+    output = rq_worker(env=env).stdout
+
+    assert "workers.mailers.send_email on mailers: finished" in output
+    assert len(mail_catcher.messages) == 1
     with app.app_context():
         assert the_email().state == "sent"

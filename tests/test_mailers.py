@@ -7,11 +7,13 @@ import pytest
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
-from blog import queue_admin
+from blog import create_app, queue_admin
 from blog.extensions import db
 from blog.models import Email, utcnow
 from blog.queues import enqueue, get_queue
+from tests.conftest import TEST_CONFIG
 from workers.mailers import MAIL_RETRIES, EmailBeingSent, claim, release, send_email
+from workers.maintenance import requeue_stranded_work
 
 
 @pytest.fixture
@@ -81,8 +83,11 @@ def test_a_refusing_smtp_server_is_retried_and_the_email_sent_once(
         assert get_queue("mailers").failed_job_registry.count == 0
 
 
-def test_when_the_retries_run_out_the_email_is_failed(app, welcome, mail_catcher, run_jobs):
+def test_when_the_retries_run_out_the_email_is_failed_and_stays_so(
+    app, welcome, mail_catcher, run_jobs
+):
     mail_catcher.refusals = MAIL_RETRIES + 1
+    app.config["STRANDED_AFTER_SECONDS"] = 0
     run_jobs()
     assert mail_catcher.messages == []
     with app.app_context():
@@ -91,6 +96,7 @@ def test_when_the_retries_run_out_the_email_is_failed(app, welcome, mail_catcher
         job = Job.fetch(f"send-email-{welcome}", connection=app.extensions["redis"])
         assert job.get_status() == JobStatus.FAILED
         assert "SMTPDataError" in job.latest_result().exc_string
+        assert requeue_stranded_work()["emails"] == []
 
 
 def test_a_failed_email_can_be_retried_by_hand(app, welcome, mail_catcher, run_jobs):
@@ -156,3 +162,54 @@ def test_a_run_whose_claim_was_taken_over_does_not_release_the_new_one(app, welc
 
 def test_an_email_that_is_gone_is_not_an_error(app_ctx):
     assert send_email(12345) == "gone"
+
+
+@pytest.mark.parametrize(
+    ("situation", "requeued"),
+    [
+        ("unsent, its job lost", True),
+        ("unsent, its job lost, but written just now", False),
+        ("unsent, its job in flight", False),
+        ("sent", False),
+        ("failed", False),
+        ("claimed, within the lease", False),
+        ("claimed, the lease ran out", True),
+    ],
+)
+def test_requeue_stranded_work_enqueues_lost_emails_again(app, welcome, situation, requeued):
+    app.config["STRANDED_AFTER_SECONDS"] = 0 if "just now" not in situation else 3600
+    lease = app.config["MAIL_CLAIM_LEASE_SECONDS"]
+    with app.app_context():
+        if "in flight" not in situation:
+            get_queue("mailers").empty()  # Redis lost the job
+        values = {
+            "sent": {"sent_at": utcnow()},
+            "failed": {"failed_at": utcnow()},
+            "claimed, within the lease": {"claimed_at": utcnow()},
+            "claimed, the lease ran out": {"claimed_at": utcnow() - timedelta(seconds=lease + 1)},
+        }.get(situation)
+        if values:
+            db.session.execute(update(Email).values(**values))
+            db.session.commit()
+
+        assert requeue_stranded_work() == {"posts": [], "emails": [welcome] if requeued else []}
+        jobs = 1 if requeued or "in flight" in situation else 0
+        assert get_queue("mailers").job_ids == [f"send-email-{welcome}"] * jobs
+
+
+def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
+    down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
+    web = create_app({**TEST_CONFIG, **database_config, "REDIS_URL": down})
+    response = web.test_client().post(
+        "/signup",
+        data={"email": "new@example.com", "password": "pass word", "confirm": "pass word"},
+    )
+    assert response.status_code == 302
+    assert "could not enqueue send_email" in caplog.text
+
+    app.config["STRANDED_AFTER_SECONDS"] = 0
+    with app.app_context():
+        email = the_email()
+        assert email.state == "queued"
+        assert requeue_stranded_work()["emails"] == [email.id]
+        assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
