@@ -185,12 +185,13 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
     env = app_env(environ)
     db_url = database_url(environ, instance_path)
     production = env == "production"
+    redis = redis_url(environ, instance_path)
     return {
         "APP_ENV": env,
         "SECRET_KEY": secret_key(environ, env, instance_path),
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
-        "REDIS_URL": redis_url(environ, instance_path),
+        "REDIS_URL": redis,
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
         "TAGGING_MODE": environ.get("TAGGING_MODE", "queue").strip().lower(),
         "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "0.5")),
@@ -204,6 +205,20 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": int(environ.get("MAIL_CLAIM_LEASE_SECONDS", "180")),
+        # Signup sends email, so it is rate-limited per client address, counted in Redis.
+        "SIGNUP_RATE_LIMIT": environ.get("SIGNUP_RATE_LIMIT", "5 per hour"),
+        # Explicit: one Limiter serves every app in a process (the tests make many), and it
+        # keeps an earlier app's RATELIMIT_ENABLED=False otherwise.
+        "RATELIMIT_ENABLED": True,
+        "RATELIMIT_STORAGE_URI": redis,
+        "RATELIMIT_KEY_PREFIX": "blog",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Redis down: count in this process's memory meanwhile, rather than fail the signup.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        # How many proxies in front of the app add to X-Forwarded-For (Heroku's router: 1).
+        # Without it every client has the proxy's address, and shares one rate limit.
+        "TRUSTED_PROXIES": int(environ.get("TRUSTED_PROXIES", "1" if "DYNO" in environ else "0")),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),

@@ -76,6 +76,7 @@ TEST_CONFIG = {
     "TAGGER_FAILURE_RATE": 0,
     "RETRY_BACKOFF_FACTOR": 0,
     "MAIL_URL": "",  # never a real SMTP server from the developer's .env
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 
 

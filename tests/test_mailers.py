@@ -198,8 +198,11 @@ def test_requeue_stranded_work_enqueues_lost_emails_again(app, welcome, situatio
 
 
 def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
+    # Redis keeps both the queues and the signup rate limit's counts.
     down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
-    web = create_app({**TEST_CONFIG, **database_config, "REDIS_URL": down})
+    web = create_app(
+        {**TEST_CONFIG, **database_config, "REDIS_URL": down, "RATELIMIT_STORAGE_URI": down}
+    )
     response = web.test_client().post(
         "/signup",
         data={"email": "new@example.com", "password": "pass word", "confirm": "pass word"},
