@@ -11,6 +11,7 @@ from blog import commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, limiter, login_manager, migrate
+from blog.mailbox.views import bp as mailbox_bp
 from blog.posts.views import bp as posts_bp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +80,5 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
+    if app.config["DEV_MAILBOX"]:
+        app.register_blueprint(mailbox_bp)

@@ -60,6 +60,11 @@ def test_development_links_point_at_the_local_server(tmp_path):
     assert config["APP_URL"] == "http://127.0.0.1:8000"
 
 
+def test_the_dev_mailbox_is_off_in_production(tmp_path):
+    assert from_environment(tmp_path, {"APP_ENV": "development"})["DEV_MAILBOX"] is True
+    assert from_environment(tmp_path, PRODUCTION)["DEV_MAILBOX"] is False
+
+
 def test_a_heroku_dyno_trusts_its_router_for_the_client_address(tmp_path):
     assert from_environment(tmp_path, {"APP_ENV": "development"})["TRUSTED_PROXIES"] == 0
     assert from_environment(tmp_path, {**PRODUCTION, "DYNO": "web.1"})["TRUSTED_PROXIES"] == 1
