@@ -5,11 +5,13 @@ import sys
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blog import commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
-from blog.extensions import csrf, db, login_manager, migrate
+from blog.extensions import csrf, db, limiter, login_manager, migrate
+from blog.mailbox.views import bp as mailbox_bp
 from blog.posts.views import bp as posts_bp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +28,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(config or {})
 
     configure_logging(app)
+    trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     errors.init_app(app)
@@ -55,6 +58,14 @@ def configure_logging(app: Flask) -> None:
             logger.propagate = False
 
 
+def trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` proxies, take the client's address and scheme from the
+    X-Forwarded-For and X-Forwarded-Proto headers they add; from no one else."""
+    count = app.config["TRUSTED_PROXIES"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
+
+
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     queues.init_app(app)
@@ -63,8 +74,11 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
+    limiter.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
+    if app.config["DEV_MAILBOX"]:
+        app.register_blueprint(mailbox_bp)

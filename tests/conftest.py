@@ -22,6 +22,7 @@ from blog.config import database_url
 from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
 from tests import factories
+from tests.mail_catcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -74,6 +75,8 @@ TEST_CONFIG = {
     "TAGGER_LATENCY": 0,
     "TAGGER_FAILURE_RATE": 0,
     "RETRY_BACKOFF_FACTOR": 0,
+    "MAIL_URL": "",  # never a real SMTP server from the developer's .env
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 
 
@@ -92,28 +95,33 @@ def process_env(database_config) -> dict:
         "TAGGER_LATENCY": "0",
         "TAGGER_FAILURE_RATE": "0",
         "RETRY_BACKOFF_FACTOR": "0",
+        "MAIL_URL": "",
         "PYTHONUNBUFFERED": "1",
     }
 
 
+def rq_worker_command(*extra_args: str) -> list[str]:
+    """The Procfile's worker (a real, forking ``rq worker``), until the queues are empty."""
+    return [
+        str(Path(sys.executable).parent / "rq"),
+        "worker",
+        "-c",
+        "workers.settings",
+        "-w",
+        "workers.worker.Worker",
+        "--with-scheduler",
+        "--burst",
+        *extra_args,
+    ]
+
+
 @pytest.fixture
 def rq_worker(process_env):
-    """Run the Procfile's worker (a real, forking ``rq worker``) until the queues are empty."""
+    """Run the Procfile's worker until the queues are empty."""
 
     def run(*extra_args: str, env: dict | None = None, timeout: float = 60):
-        command = [
-            str(Path(sys.executable).parent / "rq"),
-            "worker",
-            "-c",
-            "workers.settings",
-            "-w",
-            "workers.worker.Worker",
-            "--with-scheduler",
-            "--burst",
-            *extra_args,
-        ]
         return subprocess.run(
-            command,
+            rq_worker_command(*extra_args),
             env={**process_env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
@@ -123,6 +131,31 @@ def rq_worker(process_env):
         )
 
     return run
+
+
+@pytest.fixture
+def rq_worker_process(process_env, tmp_path):
+    """Start the Procfile's worker in the background, for tests that kill it or its
+    work-horse; its output goes to ``tmp_path / "worker.log"``. Killed at the end."""
+    processes = []
+
+    def start(*extra_args: str, env: dict | None = None) -> subprocess.Popen:
+        with open(tmp_path / "worker.log", "a") as log:
+            process = subprocess.Popen(
+                rq_worker_command(*extra_args),
+                env={**process_env, **(env or {})},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 @pytest.fixture
@@ -167,6 +200,15 @@ def redis_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mail_catcher(app):
+    """A real SMTP server on localhost, and the app sending its mail there."""
+    catcher = MailCatcher().start()
+    app.config["MAIL_URL"] = catcher.url
+    yield catcher
+    catcher.stop()
 
 
 @pytest.fixture

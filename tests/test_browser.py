@@ -91,6 +91,11 @@ def test_tags_appear_without_a_reload(site, page):
     page.fill("#password", "correct horse battery")
     page.fill("#confirm", "correct horse battery")
     page.click("main button[type=submit]")
+    page.wait_for_url(f"{site}/login")
+    page.fill("#email", "reader@example.com")
+    page.fill("#password", "correct horse battery")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{site}/")
 
     page.goto(f"{site}/posts/new")
     page.fill("#title", "Background jobs with Redis")

@@ -21,10 +21,10 @@ def pending_post(author_id: int, minutes_ago: float) -> Post:
 def test_stranded_posts_are_enqueued_again(app_ctx, ada):
     stranded = pending_post(ada, minutes_ago=10)
     pending_post(ada, minutes_ago=1)  # still within STRANDED_AFTER_SECONDS: leave it
-    assert requeue_stranded_work() == {"posts": [stranded.id]}
+    assert requeue_stranded_work() == {"posts": [stranded.id], "emails": []}
     assert get_queue("default").job_ids == [f"tag-post-{stranded.id}-v1"]
     # Its clock restarts, so the next run does not enqueue it again.
-    assert requeue_stranded_work() == {"posts": []}
+    assert requeue_stranded_work() == {"posts": [], "emails": []}
 
 
 def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, ada):
@@ -34,7 +34,7 @@ def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, ada):
     db.session.commit()
     post.tagging_changed_at = utcnow() - timedelta(hours=1)
     db.session.commit()
-    assert requeue_stranded_work() == {"posts": []}
+    assert requeue_stranded_work() == {"posts": [], "emails": []}
     assert get_queue("default").count == 1
 
 

@@ -3,14 +3,13 @@
 import logging
 
 from flask import current_app
-from rq import get_current_job
 from sqlalchemy import update
 
 from blog.extensions import db
 from blog.models import DONE, FAILED, PENDING, TAGGER, Post, utcnow
 from blog.queues import backoff, enqueue_after_commit
 from blog.tagger import Tagger, TaggerUnavailable
-from workers import in_app_context
+from workers import in_app_context, is_last_attempt
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +34,6 @@ def schedule_tagging(post: Post) -> None:
         job_id=tagging_job_id(post),
         retry=backoff(TAGGING_RETRIES),
     )
-
-
-def is_last_attempt() -> bool:
-    """True unless this runs as an RQ job that has a retry left."""
-    job = get_current_job()
-    return job is None or not job.retries_left
 
 
 @in_app_context

@@ -2,14 +2,16 @@
 
 from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from blog.auth.forms import LoginForm, SignupForm
-from blog.extensions import db, login_manager
+from blog.extensions import db, limiter, login_manager
+from blog.mail import welcome_email
 from blog.models import User
+from workers.mailers import schedule_email
 
 bp = Blueprint("auth", __name__)
 
@@ -44,25 +46,47 @@ def safe_next(target: str | None) -> str:
     return "/" if unsafe else target
 
 
+def signup_rate_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT"]
+
+
 @bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(signup_rate_limit, methods=["POST"])
 def signup():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
     form = SignupForm()
     if form.validate_on_submit():
-        user = User(email=User.normalise_email(form.email.data))
-        user.set_password(form.password.data)
-        db.session.add(user)
-        try:
-            db.session.commit()
-        except IntegrityError:  # the unique email: caught here, so two signups cannot race
-            db.session.rollback()
-            form.email.errors.append("An account with this email already exists.")
-        else:
-            login_user(user)
-            flash("Welcome! Your account is ready.", "success")
-            return redirect(url_for("posts.index"))
+        email = User.normalise_email(form.email.data)
+        create_account(email, form.password.data)
+        # The same answer whether or not the address had an account already, so that this
+        # form cannot tell anyone who has one. Hence no logging in here either.
+        flash(
+            f"Thank you! If {email} had no account yet, it has one now, and a welcome email "
+            "is on its way. Log in to start writing.",
+            "success",
+        )
+        return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form)
+
+
+def create_account(email: str, password: str) -> None:
+    """Create the account and queue its welcome email; do nothing if the email is taken.
+
+    The password is hashed and the email written either way, so that a taken address takes
+    as long to answer as a new one.
+    """
+    user = User(email=email)
+    user.set_password(password)
+    welcome = welcome_email(user)
+    db.session.add_all([user, welcome])
+    try:
+        db.session.flush()
+    except IntegrityError:  # the unique email: caught here, so two signups cannot race
+        db.session.rollback()
+        return
+    schedule_email(welcome)
+    db.session.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
