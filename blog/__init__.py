@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from blog import commands, errors, queues, templating, timing
+from blog import admin, commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, login_manager, migrate
@@ -28,6 +28,7 @@ def create_app(config: dict | None = None) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    admin.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
     timing.init_app(app)

@@ -50,3 +50,9 @@ def test_unknown_environment_is_an_error():
 def test_create_app_takes_overrides(tmp_path: Path):
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/x.db", "POSTS_PER_PAGE": 3})
     assert app.config["POSTS_PER_PAGE"] == 3
+
+
+@pytest.mark.parametrize(("value", "off"), [("1", True), ("true", True), ("", False), ("0", False)])
+def test_rq_dashboard_delete_can_be_turned_off_from_the_environment(tmp_path, value, off):
+    environ = {"APP_ENV": "testing", "RQ_DASHBOARD_DISABLE_DELETE": value}
+    assert from_environment(tmp_path, environ)["RQ_DASHBOARD_DISABLE_DELETE"] is off

@@ -1,1 +1,10 @@
 """The admin area, ``/admin``: the stats page and the RQ dashboard, for admins only."""
+
+from flask import Flask
+
+from blog.admin import dashboard, security
+
+
+def init_app(app: Flask) -> None:
+    security.init_app(app)
+    dashboard.init_app(app)

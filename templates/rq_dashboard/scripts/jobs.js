@@ -1,3 +1,6 @@
+{# rq-dashboard 0.9.0's jobs.js with one change: the queue name, taken from the URL, is written
+   with |tojson. Upstream pasted it raw into a JS string, and .js templates are not
+   autoescaped: a crafted link ran any script. #}
 (function($) {
     var $raw_tpl = $('script[name=job-row]').html();
     var template = _.template($raw_tpl);
@@ -200,7 +203,7 @@
 
     $('#select-queue').on('mouseleave', function() {
         if ($(this).val() == '') {
-            $(this).val('{{ queue.name }}');
+            $(this).val({{ queue.name|tojson }});
         }
     });
 
