@@ -209,6 +209,20 @@ def test_dashboard_pages_allow_only_their_own_inline_script(client, as_admin):
     assert client.get("/admin/rq/").headers["Content-Security-Policy"] != policy  # fresh nonce
 
 
+def test_the_stats_page_gets_a_strict_policy(client, as_admin):
+    policy = client.get("/admin/stats").headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'self';")
+    assert "unsafe" not in policy
+
+
+def test_only_admins_see_the_admin_link(client, auth, ada, root):
+    auth.login()
+    assert "/admin/stats" not in client.get("/").text
+    auth.logout()
+    auth.login(EMAILS["admin"])
+    assert '<a href="/admin/stats">Admin</a>' in client.get("/").text
+
+
 # What the pages may show
 
 

@@ -2,9 +2,10 @@
 
 from flask import Flask
 
-from blog.admin import dashboard, security
+from blog.admin import dashboard, security, views
 
 
 def init_app(app: Flask) -> None:
     security.init_app(app)
+    app.register_blueprint(views.bp)
     dashboard.init_app(app)
