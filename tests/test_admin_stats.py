@@ -61,6 +61,10 @@ def test_the_stats_page_shows_totals_queues_workers_and_the_chart(app, client, a
     assert "admin-stats.js" in page
 
 
+def test_admin_leads_to_the_stats_page(client, as_admin):
+    assert client.get("/admin", follow_redirects=True).request.path == "/admin/stats"
+
+
 def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, ada):
     assert "Not computed yet" in client.get("/admin/stats").text
     with app.app_context():

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, url_for
 
 from blog import queue_admin
 from blog.admin import chart, counters
@@ -17,6 +17,11 @@ REFRESH_SECONDS = 5
 @bp.app_template_filter()
 def thousands(number: int) -> str:
     return f"{number:,}"
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for(".stats"))
 
 
 @bp.get("/stats")
