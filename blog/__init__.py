@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import commands, errors, queues, templating, timing
+from blog import admin, commands, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, limiter, login_manager, migrate
@@ -31,6 +31,7 @@ def create_app(config: dict | None = None) -> Flask:
     trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
+    admin.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
     timing.init_app(app)

@@ -144,17 +144,18 @@ def stats_command():
         "queue",
         "waiting",
         "scheduled",
+        "retrying",
         "started",
         "failed",
         "deferred",
         "finished",
         "latency",
     )
-    click.echo("{:<8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8}".format(*header))
+    click.echo("{:<8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8}".format(*header))
     for q in queue_admin.queue_stats():
         click.echo(
-            f"{q.name:<8} {q.waiting:>8} {q.scheduled:>9} {q.started:>8} {q.failed:>7} "
-            f"{q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
+            f"{q.name:<8} {q.waiting:>8} {q.scheduled:>9} {q.retrying:>8} {q.started:>8} "
+            f"{q.failed:>7} {q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
         )
     workers = queue_admin.worker_stats()
     busy = sum(w.state == "busy" for w in workers)

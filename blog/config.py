@@ -173,6 +173,11 @@ def mail_url(environ) -> str:
     return url
 
 
+def flag(environ, name: str) -> bool:
+    """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def engine_options(url: str, environ) -> dict:
     """Connection pool settings: bounded per process, and checked before use."""
     if url.startswith("sqlite"):
@@ -231,6 +236,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),
+        # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
+        "RQ_DASHBOARD_DISABLE_DELETE": flag(environ, "RQ_DASHBOARD_DISABLE_DELETE"),
         # A request body larger than this gets a 413 page before any form parsing.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,

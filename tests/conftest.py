@@ -265,6 +265,13 @@ def grace(app):
 
 
 @pytest.fixture
+def root(app):
+    """An admin: the one user who may reach /admin."""
+    with app.app_context():
+        return factories.user("root@example.com", admin=True).id
+
+
+@pytest.fixture
 def run_jobs(app):
     """Run every queued job, in this process, until the queues are empty (like --burst)."""
     from blog.queues import QUEUE_NAMES

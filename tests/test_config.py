@@ -159,3 +159,9 @@ def test_make_runs_redis_url_file_is_used_when_nothing_is_set(tmp_path):
 def test_redis_url_scheme_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="REDIS_URL must start with"):
         redis_url({"REDIS_URL": "http://h/"}, tmp_path)
+
+
+@pytest.mark.parametrize(("value", "off"), [("1", True), ("true", True), ("", False), ("0", False)])
+def test_rq_dashboard_delete_can_be_turned_off_from_the_environment(tmp_path, value, off):
+    environ = {"APP_ENV": "testing", "RQ_DASHBOARD_DISABLE_DELETE": value}
+    assert from_environment(tmp_path, environ)["RQ_DASHBOARD_DISABLE_DELETE"] is off

@@ -91,6 +91,7 @@ def test_stats_shows_every_queue(runner, app):
         "queue",
         "waiting",
         "scheduled",
+        "retrying",
         "started",
         "failed",
         "deferred",
@@ -100,8 +101,18 @@ def test_stats_shows_every_queue(runner, app):
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:5]}
     assert rows["low"][:2] == ["3", "0"]
     assert rows["default"][:2] == ["0", "1"]
-    assert rows["urgent"][:6] == ["0"] * 6
+    assert rows["urgent"][:7] == ["0"] * 7
     assert "workers: 0 (0 busy)" in lines
+
+
+def test_stats_tells_retrying_jobs_from_scheduled_ones(runner, app, run_jobs):
+    app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more
+    invoke(runner, "demo", "--in", "600")
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--retries", "2")
+    run_jobs()
+    lines = invoke(runner, "stats").stdout.splitlines()
+    default = next(line.split() for line in lines if line.startswith("default"))
+    assert default[1:4] == ["0", "1", "1"]  # waiting, scheduled, retrying
 
 
 def test_clear_asks_first_then_empties_everything(runner, app, run_jobs):

@@ -2,12 +2,13 @@
 
 It is RQ's ``HerokuWorker`` (fork a work-horse per job; on SIGTERM let the running job finish,
 but interrupt it after ``imminent_shutdown_delay`` seconds so the process is gone before a
-platform's 30 s grace period ends), plus four things this app needs:
+platform's 30 s grace period ends), plus five things this app needs:
 
 - one Flask app per worker process, made before the first fork, so each work-horse inherits
   it instead of building its own;
 - fresh database connections in every work-horse (see ``main_work_horse``);
 - one log line when a job starts and one when it ends, with its duration and outcome;
+- the processed and failed totals of the admin stats page (see ``blog.admin.counters``);
 - a job interrupted by a shutdown goes back to the front of its queue instead of failing.
 """
 
@@ -19,6 +20,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JobStatus
 from rq.worker import HerokuWorker, SimpleWorker
 
+from blog.admin import counters
 from blog.extensions import db
 from workers import process_app
 
@@ -45,6 +47,24 @@ class JobLogging:
             )
 
 
+class JobCounting:
+    """Count every job run, and every failed one, for the admin stats page. Like the log
+    line, this runs in the worker process, so a crashed or killed work-horse counts too."""
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        finally:
+            counters.record_job(self.connection, failed=not job_finished(job))
+
+
+def job_finished(job) -> bool:
+    try:
+        return job.get_status(refresh=True) == JobStatus.FINISHED
+    except (InvalidJobOperation, NoSuchJobError):
+        return True  # finished, and deleted at once because its result_ttl is 0
+
+
 def job_outcome(job) -> str:
     try:
         status = job.get_status(refresh=True)
@@ -58,7 +78,7 @@ def job_outcome(job) -> str:
     }.get(status, status.value)
 
 
-class Worker(JobLogging, HerokuWorker):
+class Worker(JobCounting, JobLogging, HerokuWorker):
     log_result_lifespan = False  # our own line per job says what happened
     imminent_shutdown_delay = int(os.environ.get("WORKER_SHUTDOWN_GRACE", "20"))
 
@@ -88,5 +108,5 @@ class Worker(JobLogging, HerokuWorker):
             )
 
 
-class InProcessWorker(JobLogging, SimpleWorker):
+class InProcessWorker(JobCounting, JobLogging, SimpleWorker):
     """Runs jobs in its own process, without forking: for tests and debugging."""
