@@ -217,6 +217,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": int(environ.get("MAIL_CLAIM_LEASE_SECONDS", "180")),
+        # How long after signing up a user who has not posted gets a reminder.
+        "SIGNUP_REMINDER_DELAY": int(environ.get("SIGNUP_REMINDER_DELAY", str(24 * 3600))),
         # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
         "DEV_MAILBOX": not production,
         # Signup sends email, so it is rate-limited per client address, counted in Redis.

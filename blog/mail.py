@@ -9,9 +9,10 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime
+from urllib.parse import urlsplit
 
-from flask import current_app, render_template, url_for
+from flask import current_app, render_template
 
 from blog.config import mail_server
 from blog.models import Email, User
@@ -19,24 +20,35 @@ from blog.models import Email, User
 log = logging.getLogger(__name__)
 
 WELCOME = "welcome"
+SIGNUP_REMINDER = "signup_reminder"
 
 # Seconds to wait for each answer of the SMTP server; the job's timeout bounds the whole.
 SMTP_TIMEOUT = 20
 
 
 def site_url(endpoint: str, **values) -> str:
-    """An absolute link for an email, on ``APP_URL`` (never on the request's Host header)."""
-    return current_app.config["APP_URL"] + url_for(endpoint, **values)
+    """An absolute link for an email, on ``APP_URL``: never on the request's Host header,
+    and with no request at all in a job, where ``url_for`` has nothing to go by."""
+    base = urlsplit(current_app.config["APP_URL"])
+    urls = current_app.url_map.bind(
+        base.netloc, script_name=base.path or "/", url_scheme=base.scheme
+    )
+    return urls.build(endpoint, values, force_external=True)
+
+
+def message_id(kind: str, user_id: int) -> str:
+    """The Message-ID of the one ``kind`` email a user ever gets: ``<welcome.42@blog.example>``.
+
+    The same for every attempt to send it, by any worker, so a receiving server that has the
+    message already can drop a second copy.
+    """
+    return f"<{kind}.{user_id}@{urlsplit(current_app.config['APP_URL']).hostname}>"
 
 
 def compose(user: User, kind: str, subject: str, template: str, **context) -> Email:
-    """An unsent outbox row for ``user``, from ``templates/email/<template>.txt`` and ``.html``.
-
-    The Message-ID is chosen now, once, so that every attempt to send the row sends it under
-    the same id.
-    """
+    """An unsent outbox row for ``user`` (who has an id), from
+    ``templates/email/<template>.txt`` and ``.html``."""
     context = {"user": user, **context}
-    domain = parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
     return Email(
         user=user,
         kind=kind,
@@ -44,7 +56,7 @@ def compose(user: User, kind: str, subject: str, template: str, **context) -> Em
         subject=subject,
         text_body=render_template(f"email/{template}.txt", **context),
         html_body=render_template(f"email/{template}.html", **context),
-        message_id=make_msgid(domain=domain),
+        message_id=message_id(kind, user.id),
     )
 
 
@@ -55,6 +67,17 @@ def welcome_email(user: User) -> Email:
         WELCOME,
         "Welcome to Flask Background Jobs",
         "welcome",
+        write_url=site_url("posts.new"),
+    )
+
+
+def signup_reminder_email(user: User) -> Email:
+    """The nudge for a user who signed up a while ago and has not written anything yet."""
+    return compose(
+        user,
+        SIGNUP_REMINDER,
+        "Your first post is waiting",
+        "signup_reminder",
         write_url=site_url("posts.new"),
     )
 

@@ -29,7 +29,14 @@ def test_signup_creates_the_account_and_queues_a_welcome_email(client, auth, app
         assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
     page = client.get("/login").get_data(as_text=True)
     assert "a welcome email is on its way" in page
+    assert 'See it arrive in the <a href="/dev/mail/">dev mailbox</a>' in page
     assert auth.login("new@example.com", "correct horse").headers["Location"] == "/"
+
+
+def test_outside_development_the_signup_flash_has_no_mailbox_link(client, auth, app):
+    app.config["DEV_MAILBOX"] = False
+    auth.signup("new@example.com")
+    assert "dev mailbox" not in client.get("/login").get_data(as_text=True)
 
 
 def test_signup_answers_a_taken_email_exactly_as_a_new_one(client, auth, app, ada):

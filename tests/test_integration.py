@@ -158,3 +158,16 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_email_sent_once(
     assert len(mail_catcher.messages) == 1
     with app.app_context():
         assert the_email().state == "sent"
+
+
+def test_the_signup_reminder_is_sent_by_a_real_worker_when_due(
+    auth, app, live_redis, rq_worker, mail_catcher
+):
+    auth.signup("new@example.com")
+    with app.app_context():
+        registry = get_queue("mailers").scheduled_job_registry
+        (job_id,) = registry.get_job_ids()
+        live_redis.zadd(registry.key, {job_id: 0})  # a day has passed
+    rq_worker(env={"MAIL_URL": mail_catcher.url})
+    subjects = sorted(message["Subject"] for message in mail_catcher.messages)
+    assert subjects == ["Welcome to Flask Background Jobs", "Your first post is waiting"]

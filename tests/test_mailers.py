@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from flask import current_app
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
@@ -11,8 +12,16 @@ from blog import create_app, queue_admin
 from blog.extensions import db
 from blog.models import Email, utcnow
 from blog.queues import enqueue, get_queue
+from tests import factories
 from tests.conftest import TEST_CONFIG
-from workers.mailers import MAIL_RETRIES, EmailBeingSent, claim, release, send_email
+from workers.mailers import (
+    MAIL_RETRIES,
+    EmailBeingSent,
+    claim,
+    release,
+    send_email,
+    send_signup_reminder,
+)
 from workers.maintenance import requeue_stranded_work
 
 
@@ -216,3 +225,44 @@ def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
         assert email.state == "queued"
         assert requeue_stranded_work()["emails"] == [email.id]
         assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
+
+
+def test_signup_schedules_a_reminder_for_a_day_later(auth, app):
+    auth.signup("new@example.com")
+    with app.app_context():
+        user_id = db.session.scalars(select(Email)).one().user_id
+        registry = get_queue("mailers").scheduled_job_registry
+        job_id = f"signup-reminder-{user_id}"
+        assert registry.get_job_ids() == [job_id]
+        due = registry.get_scheduled_time(job_id) - utcnow()
+        assert timedelta(hours=23, minutes=59) < due <= timedelta(hours=24)
+        assert Job.fetch(job_id, connection=app.extensions["redis"]).args == (user_id,)
+
+
+def test_a_taken_email_gets_no_second_reminder(auth, app, ada):
+    auth.signup("ada@example.com")
+    with app.app_context():
+        assert get_queue("mailers").scheduled_job_registry.count == 0
+
+
+def test_the_reminder_is_skipped_for_a_user_who_has_posted(app_ctx, ada):
+    factories.post(ada)
+    assert send_signup_reminder(ada) == "not needed"
+    assert db.session.scalars(select(Email)).all() == []
+
+
+def test_the_reminder_is_sent_once_to_a_user_who_has_not_posted(app_ctx, ada, mail_catcher):
+    current_app.config.update(MAIL_URL=mail_catcher.url, APP_URL="https://blog.example.com")
+    assert send_signup_reminder(ada) == "sent"
+    assert send_signup_reminder(ada) == "already sent"
+    (message,) = mail_catcher.messages
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "Your first post is waiting"
+    email = db.session.scalars(select(Email)).one()
+    assert (email.kind, email.state) == ("signup_reminder", "sent")
+    assert email.message_id == f"<signup_reminder.{ada}@blog.example.com>"
+    assert "https://blog.example.com/posts/new" in email.text_body
+
+
+def test_the_reminder_for_a_deleted_user_is_not_an_error(app_ctx):
+    assert send_signup_reminder(424242) == "gone"

@@ -36,17 +36,19 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, update
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from blog.extensions import db
-from blog.mail import build_message, deliver
-from blog.models import Email, utcnow
+from blog.mail import SIGNUP_REMINDER, build_message, deliver, signup_reminder_email
+from blog.models import Email, Post, User, utcnow
 from blog.queues import backoff, enqueue_after_commit
 from workers import in_app_context, is_last_attempt
 
 log = logging.getLogger(__name__)
 
 MAIL_RETRIES = 5
+REMINDER_RETRIES = 3
 # Seconds a sending job may run: an SMTP conversation takes a few. See the lease above.
 MAIL_JOB_TIMEOUT = 60
 
@@ -72,6 +74,49 @@ def schedule_email(email: Email) -> None:
         job_timeout=MAIL_JOB_TIMEOUT,
         retry=backoff(MAIL_RETRIES),
     )
+
+
+def schedule_signup_reminder(user: User) -> None:
+    """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds from now
+    (a day by default), once the current transaction commits. Until then the job waits in
+    RQ's scheduled registry: "Scheduled" in the dashboard."""
+    enqueue_after_commit(
+        send_signup_reminder,
+        user.id,
+        queue="mailers",
+        delay=timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"]),
+        job_id=f"signup-reminder-{user.id}",
+        job_timeout=MAIL_JOB_TIMEOUT,
+        retry=backoff(REMINDER_RETRIES),
+    )
+
+
+@in_app_context
+def send_signup_reminder(user_id: int) -> str:
+    """Remind a user who has not posted since signing up; say what happened.
+
+    Whether to send is decided when the job runs, a day after the signup, not when it was
+    enqueued. The reminder is an outbox row like any email: the unique (user, kind) key lets
+    only one ever exist, and ``send_email`` delivers it exactly once.
+    """
+    user = db.session.get(User, user_id)
+    if user is None:
+        return "gone"
+    if db.session.scalar(select(exists().where(Post.author_id == user_id))):
+        log.info("user %s has posted already: no reminder", user_id)
+        return "not needed"
+    reminder = db.session.scalar(
+        select(Email).where(Email.user_id == user_id, Email.kind == SIGNUP_REMINDER)
+    )
+    if reminder is None:
+        reminder = signup_reminder_email(user)
+        db.session.add(reminder)
+        try:
+            db.session.commit()
+        except IntegrityError:  # a second copy of this job wrote it first
+            db.session.rollback()
+            return "already written"
+    return send_email(reminder.id)
 
 
 @in_app_context

@@ -4,6 +4,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
@@ -11,7 +12,7 @@ from blog.auth.forms import LoginForm, SignupForm
 from blog.extensions import db, limiter, login_manager
 from blog.mail import welcome_email
 from blog.models import User
-from workers.mailers import schedule_email
+from workers.mailers import schedule_email, schedule_signup_reminder
 
 bp = Blueprint("auth", __name__)
 
@@ -61,31 +62,39 @@ def signup():
         create_account(email, form.password.data)
         # The same answer whether or not the address had an account already, so that this
         # form cannot tell anyone who has one. Hence no logging in here either.
-        flash(
-            f"Thank you! If {email} had no account yet, it has one now, and a welcome email "
-            "is on its way. Log in to start writing.",
-            "success",
-        )
+        message = Markup(
+            "Thank you! If {} had no account yet, it has one now, and a welcome email is on "
+            "its way. Log in to start writing."
+        ).format(email)  # format() escapes the address
+        if current_app.config["DEV_MAILBOX"]:
+            message += Markup(' See it arrive in the <a href="{}">dev mailbox</a>.').format(
+                url_for("mailbox.index")
+            )
+        flash(message, "success")
         return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form)
 
 
 def create_account(email: str, password: str) -> None:
-    """Create the account and queue its welcome email; do nothing if the email is taken.
+    """Create the account, write its welcome email and schedule a reminder; do nothing if
+    the email is taken (its owner got a welcome email already, and gets no second one).
 
-    The password is hashed and the email written either way, so that a taken address takes
-    as long to answer as a new one.
+    The password is hashed either way, so that a taken address takes as long to answer as a
+    new one.
     """
     user = User(email=email)
     user.set_password(password)
-    welcome = welcome_email(user)
-    db.session.add_all([user, welcome])
+    db.session.add(user)
     try:
         db.session.flush()
     except IntegrityError:  # the unique email: caught here, so two signups cannot race
         db.session.rollback()
         return
+    welcome = welcome_email(user)
+    db.session.add(welcome)
+    db.session.flush()
     schedule_email(welcome)
+    schedule_signup_reminder(user)
     db.session.commit()
 
 
