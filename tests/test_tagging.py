@@ -214,3 +214,12 @@ def test_status_endpoint_reports_each_state(client, app, ada, state):
         post_id = post.id
     assert client.get(f"/posts/{post_id}/tags.json").get_json()["state"] == state
     assert client.get("/posts/999/tags.json").status_code == 404
+
+
+def test_the_author_is_told_how_long_saving_took(client, auth, app, ada):
+    auth.login()
+    queued = client.get(write_post(client).headers["Location"]).get_data(as_text=True)
+    assert "Saving took" in queued and "the tagger works in the background" in queued
+    app.config["TAGGING_MODE"] = "inline"
+    inline = client.get(write_post(client).headers["Location"]).get_data(as_text=True)
+    assert "as the tagger ran inside the request" in inline
