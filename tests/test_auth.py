@@ -68,9 +68,11 @@ def test_signup_does_not_log_in_a_new_account(client, auth):
 
 
 def test_signup_is_rate_limited_per_client_address(client, auth):
-    for _ in range(5):
-        assert client.post("/signup", data={}).status_code == 200  # errors count too
-    response = client.post("/signup", data={})
+    for _ in range(3):
+        assert client.post("/signup", data={}).status_code == 200  # a form with errors: free
+    for n in range(5):
+        assert auth.signup(f"user{n}@example.com").status_code == 302
+    response = auth.signup("one-too-many@example.com")
     assert response.status_code == 429
     assert b"You have done that too often" in response.data
     assert response.headers["Retry-After"]
@@ -79,14 +81,26 @@ def test_signup_is_rate_limited_per_client_address(client, auth):
     assert other.status_code == 200
 
 
-def test_behind_a_proxy_the_limit_counts_the_forwarded_client_address(database_config):
+def test_an_address_the_mail_servers_may_not_take_is_refused(auth, app):
+    response = auth.signup("zoë@example.com")
+    assert response.status_code == 200
+    assert b"Invalid email address." in response.data
+
+
+def test_a_logged_in_user_is_not_shown_the_login_page(client, auth, ada):
+    auth.login()
+    assert client.get("/login").headers["Location"] == "/"
+
+
+def test_behind_a_proxy_the_limit_counts_the_forwarded_client_address(app, database_config):
     client = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": 1}).test_client()
 
-    def signup_from(address):
-        return client.post("/signup", data={}, headers={"X-Forwarded-For": address})
+    def signup_from(address, n):
+        data = {"email": f"u{n}@example.com", "password": "x" * 10, "confirm": "x" * 10}
+        return client.post("/signup", data=data, headers={"X-Forwarded-For": address})
 
-    assert [signup_from("192.0.2.1").status_code for _ in range(6)][-1] == 429
-    assert signup_from("192.0.2.2").status_code == 200
+    assert [signup_from("192.0.2.1", n).status_code for n in range(6)][-1] == 429
+    assert signup_from("192.0.2.2", 6).status_code == 302
 
 
 @pytest.mark.parametrize(

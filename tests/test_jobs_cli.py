@@ -142,3 +142,23 @@ def test_retry_failed_requeues_them(runner, app, run_jobs):
     with app.app_context():
         queue = get_queue("default")
         assert queue.count == 2 and queue.failed_job_registry.count == 0
+
+
+def test_demo_refuses_numbers_that_are_not(runner, app):
+    for args in (["--in", "nan"], ["--in", "inf"], ["--in", "1e12"], ["--delay", "nan"]):
+        result = runner.invoke(args=["jobs", "demo", *args])
+        assert result.exit_code == 2, (args, result.output)
+    result = runner.invoke(args=["jobs", "demo", "--at", "0001-01-01T00:00"])
+    assert result.exit_code == 2 and "is not a time" in result.output
+    with app.app_context():
+        assert get_queue("default").count == 0
+
+
+def test_an_unreachable_redis_is_one_clear_line(runner, app):
+    from redis import Redis
+
+    app.extensions["redis"] = Redis.from_url("redis://127.0.0.1:1/0?socket_connect_timeout=1")
+    for args in (["demo"], ["stats"], ["retry-failed"], ["clear", "--yes"]):
+        result = runner.invoke(args=["jobs", *args])
+        assert result.exit_code == 1, result.output
+        assert "Cannot reach Redis" in result.output and "Traceback" not in result.output

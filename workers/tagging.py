@@ -8,7 +8,7 @@ from sqlalchemy import update
 from blog.extensions import db
 from blog.models import DONE, FAILED, PENDING, TAGGER, Post, utcnow
 from blog.queues import backoff, enqueue_after_commit
-from blog.tagger import Tagger, TaggerUnavailable
+from blog.tagger import Tagger
 from workers import in_app_context, is_last_attempt
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def auto_tag_post(post_id: int) -> list[str] | None:
     tagger = Tagger(config["TAGGER_LATENCY"], config["TAGGER_FAILURE_RATE"])
     try:
         names = tagger.tags_for(title, body)
-    except TaggerUnavailable:
+    except Exception:
+        # Whatever went wrong, the last attempt records it, so that the page says so and
+        # requeue_stranded_work does not take the post for lost work. RQ still gets the error.
         if is_last_attempt():
             _finish(post_id, version, FAILED)
         raise

@@ -52,7 +52,11 @@ def signup_rate_limit() -> str:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-@limiter.limit(signup_rate_limit, methods=["POST"])
+# Only signups that went through count (a form sent back with errors does not): each one
+# sends an email.
+@limiter.limit(
+    signup_rate_limit, methods=["POST"], deduct_when=lambda response: response.status_code == 302
+)
 def signup():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
@@ -100,6 +104,8 @@ def create_account(email: str, password: str) -> None:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("posts.index"))
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         user = User.by_email(form.email.data)

@@ -59,7 +59,11 @@ def save_and_tag(post: Post) -> str:
     try:
         auto_tag_post(post.id)
     except TaggerUnavailable:
-        flash("The tagger failed, so this post has only your tags for now.", "warning")
+        flash(
+            "The tagger failed, so this post has only your tags for now. "
+            "(A job would have retried it.)",
+            "warning",
+        )
     return f"Saving took {request_duration_ms():,.0f} ms, as the tagger ran inside the request."
 
 
