@@ -8,7 +8,7 @@ def test_the_mailbox_lists_the_email_the_app_wrote(client, auth, run_jobs):
     page = client.get("/dev/mail/").get_data(as_text=True)
     assert "new@example.com" in page
     assert "Welcome to Flask Background Jobs" in page
-    assert "<td>queued</td>" in page
+    assert "<td>welcome</td>" in page and "<td>queued</td>" in page
     run_jobs()
     assert "<td>sent</td>" in client.get("/dev/mail/").get_data(as_text=True)
 

@@ -1,4 +1,4 @@
-"""The worker class the Procfile runs: ``rq worker -w workers.worker.Worker``.
+"""The worker class the Procfile runs: ``rq worker-pool --worker-class workers.worker.Worker``.
 
 It is RQ's ``HerokuWorker`` (fork a work-horse per job; on SIGTERM let the running job finish,
 but interrupt it after ``imminent_shutdown_delay`` seconds so the process is gone before a
@@ -27,9 +27,10 @@ from workers import process_app
 log = logging.getLogger("workers.jobs")
 
 
-class JobLogging:
-    """Log a line as each job starts and ends. ``execute_job`` runs in the worker process
-    itself, so the end line is written even when the work-horse crashes or is killed."""
+class JobReports:
+    """After each job, one log line (what ran, how it ended, how long it took) and the counts
+    for the admin stats page. ``execute_job`` runs in the worker process itself, so both
+    happen even when the work-horse crashes or is killed."""
 
     def execute_job(self, job, queue):
         started = time.monotonic()
@@ -37,48 +38,36 @@ class JobLogging:
         try:
             super().execute_job(job, queue)
         finally:
+            status = final_status(job)
+            outcome, note = OUTCOMES.get(status, (str(status), ""))
             log.info(
-                "job %s %s on %s: %s in %.3fs",
+                "job %s %s on %s: %s in %.3fs%s",
                 job.id,
                 job.func_name,
                 queue.name,
-                job_outcome(job),
+                outcome,
                 time.monotonic() - started,
+                note,
             )
+            counters.record_job(self.connection, failed=status != JobStatus.FINISHED)
 
 
-class JobCounting:
-    """Count every job run, and every failed one, for the admin stats page. Like the log
-    line, this runs in the worker process, so a crashed or killed work-horse counts too."""
-
-    def execute_job(self, job, queue):
-        try:
-            super().execute_job(job, queue)
-        finally:
-            counters.record_job(self.connection, failed=not job_finished(job))
+OUTCOMES = {
+    JobStatus.FINISHED: ("finished", ""),
+    JobStatus.FAILED: ("failed", ""),
+    JobStatus.SCHEDULED: ("failed", ", retry scheduled"),
+    JobStatus.QUEUED: ("requeued", ""),
+}
 
 
-def job_finished(job) -> bool:
+def final_status(job) -> JobStatus:
     try:
-        return job.get_status(refresh=True) == JobStatus.FINISHED
+        return job.get_status(refresh=True)
     except (InvalidJobOperation, NoSuchJobError):
-        return True  # finished, and deleted at once because its result_ttl is 0
+        return JobStatus.FINISHED  # and deleted at once, as its result_ttl is 0
 
 
-def job_outcome(job) -> str:
-    try:
-        status = job.get_status(refresh=True)
-    except (InvalidJobOperation, NoSuchJobError):
-        return "finished (result discarded)"
-    return {
-        JobStatus.FINISHED: "finished",
-        JobStatus.FAILED: "failed",
-        JobStatus.SCHEDULED: "failed, retry scheduled",
-        JobStatus.QUEUED: "requeued",
-    }.get(status, status.value)
-
-
-class Worker(JobCounting, JobLogging, HerokuWorker):
+class Worker(JobReports, HerokuWorker):
     log_result_lifespan = False  # our own line per job says what happened
     imminent_shutdown_delay = int(os.environ.get("WORKER_SHUTDOWN_GRACE", "20"))
 
@@ -108,5 +97,5 @@ class Worker(JobCounting, JobLogging, HerokuWorker):
             )
 
 
-class InProcessWorker(JobCounting, JobLogging, SimpleWorker):
+class InProcessWorker(JobReports, SimpleWorker):
     """Runs jobs in its own process, without forking: for tests and debugging."""

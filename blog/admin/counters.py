@@ -3,7 +3,7 @@
 RQ forgets a finished job after its ``result_ttl`` and a worker's own counts die with it, so
 the app keeps its own, as Sidekiq does: two all-time totals, and the same per minute for the
 chart (those keys expire once the chart no longer shows them). The worker adds to them as each
-job ends (``workers.worker.JobCounting``).
+job ends (``workers.worker.JobReports``).
 
 "Processed" counts executions, whatever their outcome; "failed" counts the executions that did
 not finish (the job raised, timed out or was killed). A job retried twice and then successful
