@@ -14,6 +14,8 @@ from pathlib import Path
 import fakeredis
 import pytest
 import sqlalchemy as sa
+from redis import Redis
+from redis.exceptions import RedisError
 
 os.environ["APP_ENV"] = "testing"
 
@@ -26,9 +28,33 @@ from tests.mail_catcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-# The real Redis, for the integration tests: a database number of the tests' own, emptied
-# (FLUSHDB, never FLUSHALL) before and after each test that uses it.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+_own_redis_servers: list[EmbeddedRedis] = []
+
+
+def find_test_redis() -> str:
+    """The real Redis for the integration tests: ``TEST_REDIS_URL``, else database 9 of the
+    Redis on 127.0.0.1:6379, else a Redis server of the suite's own, so that ``make test``
+    needs no Redis installed. A test that uses it empties its database (FLUSHDB, never
+    FLUSHALL) before and after."""
+    if os.environ.get("TEST_REDIS_URL"):
+        return os.environ["TEST_REDIS_URL"]
+    local = "redis://127.0.0.1:6379/9"
+    try:
+        with Redis.from_url(local, socket_connect_timeout=1) as probe:
+            probe.ping()
+        return local
+    except RedisError:
+        server = EmbeddedRedis().start()
+        _own_redis_servers.append(server)
+        return server.url
+
+
+TEST_REDIS_URL = find_test_redis()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _own_redis_servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
