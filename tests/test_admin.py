@@ -188,6 +188,9 @@ def test_disable_delete_keeps_jobs_and_hides_the_buttons(app, client, as_admin, 
         "/admin/rq/1/view/queues",  # the app has one Redis: instance 0
         "/admin/rq/0/view/jobs/made-up/queued/8/asc/1",
         "/admin/rq/0/view/jobs/');alert(1);('/queued/8/asc/1",
+        "/admin/rq/0/data/jobs/default/failed/abc/asc/1.json",
+        "/admin/rq/0/data/jobs/default/nope/8/asc/1.json",
+        "/admin/rq/0/data/jobs/default/failed/8/asc/x.json",
     ],
 )
 def test_what_the_dashboard_would_fail_on_is_a_404(client, as_admin, url):
