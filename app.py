@@ -5,6 +5,7 @@ from blog.extensions import db
 from blog.models import Email, Post, PostTag, Tag, User
 from blog.queues import enqueue, get_queue
 from workers.demo import demo
+from workers.mailers import send_email, send_signup_reminder
 from workers.maintenance import refresh_stats, requeue_stranded_work
 from workers.tagging import auto_tag_post
 
@@ -25,6 +26,8 @@ def shell_context() -> dict:
         "enqueue": enqueue,
         "demo": demo,
         "auto_tag_post": auto_tag_post,
+        "send_email": send_email,
+        "send_signup_reminder": send_signup_reminder,
         "refresh_stats": refresh_stats,
         "requeue_stranded_work": requeue_stranded_work,
     }

@@ -7,11 +7,12 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import commands, error_reporting, errors, queues, templating, timing
+from blog import admin, commands, error_reporting, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
-from blog.extensions import csrf, db, login_manager, migrate
+from blog.extensions import csrf, db, limiter, login_manager, migrate
 from blog.health import bp as health_bp
+from blog.mailbox.views import bp as mailbox_bp
 from blog.posts.views import bp as posts_bp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,7 @@ def create_app(config: dict | None = None) -> Flask:
     error_reporting.init_app(app)
     register_extensions(app)
     register_blueprints(app)
+    admin.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
     timing.init_app(app)
@@ -75,9 +77,12 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
+    limiter.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
     app.register_blueprint(health_bp)
+    if app.config["DEV_MAILBOX"]:
+        app.register_blueprint(mailbox_bp)

@@ -1,12 +1,17 @@
 """The ``flask`` command line: ``flask users ...`` and ``flask jobs ...``."""
 
+import math
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import click
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy.exc import IntegrityError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from blog import queue_admin
 from blog.auth.forms import PASSWORD_MIN
@@ -25,6 +30,19 @@ from workers.demo import demo
 users = AppGroup("users", help="Manage user accounts.")
 
 
+@contextmanager
+def database_errors():
+    """Turn "no such table" and "connection refused" into one clear line and a hint."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as error:
+        db.session.rollback()
+        raise click.ClickException(
+            f"The database is not ready: {error.orig}. Is DATABASE_URL right, and has "
+            "`flask db upgrade` run? (make run does both.)"
+        ) from None
+
+
 @users.command("create")
 @click.argument("email")
 @click.option("--admin", is_flag=True, help="Let this user reach the admin pages.")
@@ -39,7 +57,7 @@ def create_user(email: str, admin: bool, password: str) -> None:
     """Create a user with EMAIL, optionally an admin."""
     email = User.normalise_email(email)
     try:
-        validate_email(email, check_deliverability=False)
+        validate_email(email, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise click.BadParameter(str(error), param_hint="EMAIL") from None
     if len(password) < PASSWORD_MIN:
@@ -49,32 +67,71 @@ def create_user(email: str, admin: bool, password: str) -> None:
     user = User(email=email, is_admin=admin)
     user.set_password(password)
     db.session.add(user)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise click.ClickException(f"A user with the email {email} already exists.") from None
+    with database_errors():
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise click.ClickException(
+                f"A user with the email {email} already exists "
+                "(`flask users promote` makes an existing user an admin)."
+            ) from None
     click.echo(f"Created {'admin' if admin else 'user'} {email} (id {user.id}).")
 
 
-jobs = AppGroup("jobs", help="Enqueue demo jobs and look after the queues.")
+@users.command("promote")
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Take the admin rights away instead.")
+def promote_user(email: str, revoke: bool) -> None:
+    """Make the user with EMAIL an admin (one who signed up on the site, say)."""
+    with database_errors():
+        user = db.session.scalar(select(User).where(User.email == User.normalise_email(email)))
+        if user is None:
+            raise click.ClickException(f"There is no user with the email {email}.")
+        user.is_admin = not revoke
+        db.session.commit()
+    click.echo(f"{user.email} is {'no longer' if revoke else 'now'} an admin.")
+
+
+class JobsGroup(AppGroup):
+    """``flask jobs``: a Redis that cannot be reached is one line with a hint, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise click.ClickException(
+                f"Cannot reach Redis: {error}. Is `make run` running, or REDIS_URL set?"
+            ) from None
+
+
+def finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a number", ctx=ctx, param=param)
+    return value
+
+
+jobs = JobsGroup("jobs", help="Enqueue demo jobs and look after the queues.")
+
+YEAR = 366 * 24 * 3600
 
 
 def parse_time(value: str) -> datetime:
     """An ISO 8601 time; without a zone it is this machine's local time."""
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return datetime.fromisoformat(value).astimezone(UTC)  # naive: local time here
+    except (ValueError, OverflowError):
         raise click.BadParameter(
-            f"{value!r} is not a time like 2026-11-23T18:30 or 18:30:00+00:00", param_hint="--at"
+            f"{value!r} is not a time like 2026-11-23T18:30 or 2026-11-23T18:30:00+01:00",
+            param_hint="--at",
         ) from None
-    return moment.astimezone(UTC)  # a naive time is taken as local time here
 
 
 @jobs.command("demo")
 @click.option(
     "--delay",
     type=click.FloatRange(0, 3600),
+    callback=finite,
     default=1.0,
     show_default=True,
     help="Seconds each job sleeps.",
@@ -85,15 +142,22 @@ def parse_time(value: str) -> datetime:
     type=click.IntRange(1, 100_000),
     default=1,
     show_default=True,
-    help="How many jobs to enqueue (in one round trip to Redis).",
+    help="How many jobs to enqueue (in one round trip to Redis, unless scheduled).",
 )
 @click.option("--inline", is_flag=True, help="Call the function here and now instead.")
 @click.option("--queue", type=click.Choice(QUEUE_NAMES), default="default", show_default=True)
-@click.option("--in", "in_seconds", type=click.FloatRange(0), help="Run after this many seconds.")
+@click.option(
+    "--in",
+    "in_seconds",
+    type=click.FloatRange(0, YEAR),
+    callback=finite,
+    help="Run after this many seconds (a year at most).",
+)
 @click.option("--at", "at_time", help="Run at this time (ISO 8601); a past time runs now.")
 @click.option(
     "--fail-rate",
     type=click.FloatRange(0, 1),
+    callback=finite,
     default=0.0,
     show_default=True,
     help="Odds that a job fails on purpose.",
@@ -133,7 +197,8 @@ def demo_command(delay, message, count, inline, queue, in_seconds, at_time, fail
         enqueued = enqueue_many(demo, [(delay, message, fail_rate)] * count, queue=queue, **options)
     for job in enqueued:
         click.echo(job.id)
-    when = f" to run in {delay_until.total_seconds():.0f}s" if delay_until else ""
+    due = datetime.now(UTC) + delay_until if delay_until else None
+    when = f" to run at {due:%Y-%m-%d %H:%M:%S} UTC" if due else ""
     click.echo(f"Enqueued {len(enqueued)} demo job(s) on {queue}{when}.", err=True)
 
 
@@ -144,17 +209,18 @@ def stats_command():
         "queue",
         "waiting",
         "scheduled",
+        "retrying",
         "started",
         "failed",
         "deferred",
         "finished",
         "latency",
     )
-    click.echo("{:<8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8}".format(*header))
+    click.echo("{:<8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8}".format(*header))
     for q in queue_admin.queue_stats():
         click.echo(
-            f"{q.name:<8} {q.waiting:>8} {q.scheduled:>9} {q.started:>8} {q.failed:>7} "
-            f"{q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
+            f"{q.name:<8} {q.waiting:>8} {q.scheduled:>9} {q.retrying:>8} {q.started:>8} "
+            f"{q.failed:>7} {q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
         )
     workers = queue_admin.worker_stats()
     busy = sum(w.state == "busy" for w in workers)

@@ -8,7 +8,8 @@ Variables already set in the environment win over ``.env``.
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import NamedTuple
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 
@@ -117,6 +118,71 @@ def tagging_mode(environ) -> str:
     return mode
 
 
+def app_url(environ, env: str) -> str:
+    """``APP_URL``, the site's public address, for the links in emails.
+
+    A link in an email cannot come from the request's ``Host`` header: whoever sends the
+    request chooses it, and could make the site mail a victim a link to another site.
+    """
+    url = environ.get("APP_URL", "").strip().rstrip("/")
+    if url:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+            raise ConfigError(f"APP_URL must be like https://blog.example.com, not {url!r}")
+        return url
+    if env == "production":
+        raise ConfigError("APP_URL must be set in production (e.g. https://blog.example.com)")
+    return f"http://127.0.0.1:{environ.get('PORT', '5000')}"
+
+
+class MailServer(NamedTuple):
+    host: str
+    port: int
+    tls: str  # "implicit" (smtps://), "starttls" or "off"
+    username: str
+    password: str
+
+
+def mail_server(url: str) -> MailServer:
+    """The SMTP server that ``MAIL_URL`` names.
+
+    ``smtps://user:password@host`` speaks TLS from the first byte (port 465 by default).
+    ``smtp://user:password@host`` upgrades with STARTTLS (port 587) and refuses a server that
+    cannot, so that neither the password nor the mail crosses the network in clear; add
+    ``?tls=off`` for a mail catcher on this machine. The password is percent-encoded.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(f"MAIL_URL must be like smtp://user:password@host:587, not {url!r}")
+    options = dict(parse_qsl(parts.query))
+    if options not in ({}, {"tls": "off"}) or (options and parts.scheme == "smtps"):
+        raise ConfigError("MAIL_URL takes one option, for smtp:// only: ?tls=off")
+    tls = "starttls"
+    if parts.scheme == "smtps":
+        tls = "implicit"
+    elif options:
+        tls = "off"
+    return MailServer(
+        host=parts.hostname,
+        port=parts.port or (465 if tls == "implicit" else 587),
+        tls=tls,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+    )
+
+
+def mail_url(environ) -> str:
+    """``MAIL_URL``, checked now so that a typo stops the app at start, not at the first email."""
+    url = environ.get("MAIL_URL", "").strip()
+    if url:
+        mail_server(url)
+    return url
+
+
+def flag(environ, name: str) -> bool:
+    """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def engine_options(url: str, environ) -> dict:
     """Connection pool settings: bounded per process, and checked before use.
 
@@ -157,12 +223,13 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
     env = app_env(environ)
     db_url = database_url(environ, instance_path)
     production = env == "production"
+    redis = redis_url(environ, instance_path)
     return {
         "APP_ENV": env,
         "SECRET_KEY": secret_key(environ, env, instance_path),
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
-        "REDIS_URL": redis_url(environ, instance_path),
+        "REDIS_URL": redis,
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
         "TAGGING_MODE": tagging_mode(environ),
         "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "1")),
@@ -170,12 +237,37 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "RETRY_BACKOFF_FACTOR": float(environ.get("RETRY_BACKOFF_FACTOR", "1")),
         # Work left pending this long (its enqueue was lost) is enqueued again.
         "STRANDED_AFTER_SECONDS": int(environ.get("STRANDED_AFTER_SECONDS", "300")),
+        "APP_URL": app_url(environ, env),
+        # Without MAIL_URL, email stays in the outbox table: read it at /dev/mail.
+        "MAIL_URL": mail_url(environ),
+        "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
+        # An attempt to send an email holds it this long; then another may take it over.
+        "MAIL_CLAIM_LEASE_SECONDS": int(environ.get("MAIL_CLAIM_LEASE_SECONDS", "180")),
+        # How long after signing up a user who has not posted gets a reminder.
+        "SIGNUP_REMINDER_DELAY": int(environ.get("SIGNUP_REMINDER_DELAY", str(24 * 3600))),
+        # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
+        "DEV_MAILBOX": not production,
+        # Signup sends email, so it is rate-limited per client address, counted in Redis.
+        "SIGNUP_RATE_LIMIT": environ.get("SIGNUP_RATE_LIMIT", "5 per hour"),
+        # Explicit: one Limiter serves every app in a process (the tests make many), and it
+        # keeps an earlier app's RATELIMIT_ENABLED=False otherwise.
+        "RATELIMIT_ENABLED": True,
+        "RATELIMIT_STORAGE_URI": redis,
+        "RATELIMIT_KEY_PREFIX": "blog",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Redis down: count in this process's memory meanwhile, rather than fail the signup.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        # Without it behind a router, every client has the router's address (and shares one
+        # rate limit), and every request looks like plain HTTP.
         "TRUSTED_PROXIES": trusted_proxies(environ, env),
         # Errors of the web process and of jobs go to Sentry when this is set.
         "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),
+        # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
+        "RQ_DASHBOARD_DISABLE_DELETE": flag(environ, "RQ_DASHBOARD_DISABLE_DELETE"),
         # A request body larger than this gets a 413 page before any form parsing.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,

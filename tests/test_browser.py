@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.error import URLError
 
 import pytest
 
@@ -43,9 +42,9 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
         if process.poll() is not None:
             raise RuntimeError(f"the web process exited with {process.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=1).close()
+            urllib.request.urlopen(url, timeout=5).close()
             return
-        except (URLError, ConnectionError):
+        except OSError:  # refused, reset or timed out while the server starts
             time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer")
 
@@ -54,7 +53,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
 def site(app, live_redis, process_env):
     """The web and worker processes on this test's database; yields the site's URL."""
     port = free_port()
-    env = {**process_env, "PORT": str(port), "TAGGER_LATENCY": "1.5", "WEB_CONCURRENCY": "2"}
+    env = {**process_env, "PORT": str(port), "TAGGER_LATENCY": "4", "WEB_CONCURRENCY": "2"}
     processes = [
         subprocess.Popen(
             [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
@@ -92,6 +91,11 @@ def test_tags_appear_without_a_reload(site, page):
     page.fill("#password", "correct horse battery")
     page.fill("#confirm", "correct horse battery")
     page.click("main button[type=submit]")
+    page.wait_for_url(f"{site}/login")
+    page.fill("#email", "reader@example.com")
+    page.fill("#password", "correct horse battery")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{site}/")
 
     page.goto(f"{site}/posts/new")
     page.fill("#title", "Background jobs with Redis")
@@ -100,7 +104,7 @@ def test_tags_appear_without_a_reload(site, page):
     started = time.monotonic()
     page.click("main button[type=submit]")
     page.wait_for_url(f"{site}/posts/*")
-    assert time.monotonic() - started < 1.5, "the request waited for the tagger"
+    assert time.monotonic() - started < 3, "the request waited for the tagger"
 
     assert "The tagger is reading this post" in page.inner_text("#tagging-state")
     page.evaluate("window.notReloaded = true")

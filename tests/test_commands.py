@@ -35,3 +35,34 @@ def test_create_user_refuses_bad_input(runner, app):
     assert result.exit_code == 2 and "at least 8" in result.output
     with app.app_context():
         assert db.session.query(User).count() == 0
+
+
+def test_flask_shell_has_the_database_models_queues_and_jobs_ready():
+    import app as entry_point
+
+    context = entry_point.shell_context()
+    for name in ("db", "User", "Post", "Tag", "Email", "get_queue", "demo", "auto_tag_post"):
+        assert name in context
+
+
+def test_promote_makes_an_existing_user_an_admin(runner, app, ada):
+    result = runner.invoke(args=["users", "promote", "ADA@example.com"])
+    assert result.exit_code == 0 and "ada@example.com is now an admin." in result.output
+    with app.app_context():
+        assert User.by_email("ada@example.com").is_admin
+    runner.invoke(args=["users", "promote", "ada@example.com", "--revoke"])
+    with app.app_context():
+        assert not User.by_email("ada@example.com").is_admin
+    result = runner.invoke(args=["users", "promote", "nobody@example.com"])
+    assert result.exit_code == 1 and "There is no user" in result.output
+
+
+def test_before_the_first_migration_the_error_says_what_to_do(runner, app):
+    with app.app_context():
+        db.drop_all()
+    result = runner.invoke(args=["users", "create", "a@example.com", "--password", "x" * 10])
+    assert result.exit_code == 1
+    assert "flask db upgrade" in result.output and "scrypt" not in result.output
+    assert "pbkdf2" not in result.output
+    with app.app_context():
+        db.create_all()

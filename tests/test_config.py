@@ -6,10 +6,12 @@ from flask import request
 from blog import create_app
 from blog.config import (
     ConfigError,
+    MailServer,
     app_env,
     database_url,
     engine_options,
     from_environment,
+    mail_server,
     redis_url,
 )
 from tests.conftest import TEST_CONFIG
@@ -41,9 +43,65 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         from_environment(tmp_path, {"APP_ENV": "production"})
 
 
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s", "APP_URL": "https://blog.example.com"}
+
+
 def test_production_cookies_are_secure(tmp_path):
-    config = from_environment(tmp_path, {"APP_ENV": "production", "SECRET_KEY": "s"})
+    config = from_environment(tmp_path, PRODUCTION)
     assert config["SESSION_COOKIE_SECURE"] and config["REMEMBER_COOKIE_SECURE"]
+
+
+def test_production_needs_the_sites_address_for_links_in_emails(tmp_path):
+    with pytest.raises(ConfigError, match="APP_URL"):
+        from_environment(tmp_path, {**PRODUCTION, "APP_URL": ""})
+    with pytest.raises(ConfigError, match="APP_URL"):
+        from_environment(tmp_path, {**PRODUCTION, "APP_URL": "blog.example.com"})
+    assert from_environment(tmp_path, PRODUCTION)["APP_URL"] == "https://blog.example.com"
+
+
+def test_development_links_point_at_the_local_server(tmp_path):
+    config = from_environment(tmp_path, {"APP_ENV": "development", "PORT": "8000"})
+    assert config["APP_URL"] == "http://127.0.0.1:8000"
+
+
+def test_the_dev_mailbox_is_off_in_production(tmp_path):
+    assert from_environment(tmp_path, {"APP_ENV": "development"})["DEV_MAILBOX"] is True
+    assert from_environment(tmp_path, PRODUCTION)["DEV_MAILBOX"] is False
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        ("smtp://apikey:s%40cret@smtp.example.com", ("smtp.example.com", 587, "starttls")),
+        ("smtp://u:p@smtp.example.com:2525", ("smtp.example.com", 2525, "starttls")),
+        ("smtps://u:p@smtp.example.com", ("smtp.example.com", 465, "implicit")),
+        ("smtp://127.0.0.1:1025?tls=off", ("127.0.0.1", 1025, "off")),
+    ],
+)
+def test_mail_url_names_the_smtp_server_and_its_tls(url, server):
+    assert mail_server(url)[:3] == server
+
+
+def test_mail_url_password_is_percent_decoded():
+    assert mail_server("smtp://apikey:s%40cret@smtp.example.com") == MailServer(
+        "smtp.example.com", 587, "starttls", "apikey", "s@cret"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp.example.com",
+        "http://smtp.example.com",
+        "smtp://",
+        "smtp://smtp.example.com?tls=no",
+        "smtps://smtp.example.com?tls=off",
+        "smtp://smtp.example.com?timeout=3",
+    ],
+)
+def test_a_wrong_mail_url_stops_the_app_at_start(tmp_path, url):
+    with pytest.raises(ConfigError, match="MAIL_URL"):
+        from_environment(tmp_path, {"APP_ENV": "development", "MAIL_URL": url})
 
 
 def test_a_heroku_dyno_defaults_to_production():
@@ -103,6 +161,12 @@ def test_redis_url_scheme_is_checked(tmp_path):
         redis_url({"REDIS_URL": "http://h/"}, tmp_path)
 
 
+@pytest.mark.parametrize(("value", "off"), [("1", True), ("true", True), ("", False), ("0", False)])
+def test_rq_dashboard_delete_can_be_turned_off_from_the_environment(tmp_path, value, off):
+    environ = {"APP_ENV": "testing", "RQ_DASHBOARD_DISABLE_DELETE": value}
+    assert from_environment(tmp_path, environ)["RQ_DASHBOARD_DISABLE_DELETE"] is off
+
+
 def test_each_process_holds_a_small_bounded_pool_of_checked_connections():
     options = engine_options("postgresql+psycopg2://h/d", {})
     assert (options["pool_size"], options["max_overflow"]) == (2, 0)
@@ -114,14 +178,13 @@ def test_each_process_holds_a_small_bounded_pool_of_checked_connections():
 
 
 def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
-    production = {"APP_ENV": "production", "SECRET_KEY": "s"}
-    assert from_environment(tmp_path, production)["TRUSTED_PROXIES"] == 1
+    assert from_environment(tmp_path, PRODUCTION)["TRUSTED_PROXIES"] == 1
     assert (
-        from_environment(tmp_path, {**production, "TRUSTED_PROXIES": "2"})["TRUSTED_PROXIES"] == 2
+        from_environment(tmp_path, {**PRODUCTION, "TRUSTED_PROXIES": "2"})["TRUSTED_PROXIES"] == 2
     )
     assert from_environment(tmp_path, {"APP_ENV": "development"})["TRUSTED_PROXIES"] == 0
     with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
-        from_environment(tmp_path, {**production, "TRUSTED_PROXIES": "-1"})
+        from_environment(tmp_path, {**PRODUCTION, "TRUSTED_PROXIES": "-1"})
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,11 @@ pytestmark = pytest.mark.integration
 
 CI = bool(os.environ.get("CI"))
 # What a platform's config would hold, besides the add-ons' URLs and PORT.
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "boot-test-only-not-a-secret"}
+PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "boot-test-only-not-a-secret",
+    "APP_URL": "https://blog.example.com",
+}
 POST = {
     "title": "Background jobs with Redis",
     "body": "Redis and RQ run the slow work of a Python web app in background jobs.",
@@ -146,7 +150,9 @@ def test_a_deploy_boots_serves_runs_jobs_and_stops_cleanly(dynos, postgres_datab
     worker = dynos("worker", env)
 
     signup = {"email": "ada@example.com", "password": "correct horse", "confirm": "correct horse"}
-    assert client.submit_form("/signup", signup) == "/"
+    assert client.submit_form("/signup", signup) == "/login"
+    login = {"email": "ada@example.com", "password": "correct horse"}
+    assert client.submit_form("/login", login) == "/"
     assert [cookie.secure for cookie in client.cookies] == [True]
     assert rows("SELECT email FROM users") == [("ada@example.com",)]
     post_path = client.submit_form("/posts/new", POST)

@@ -1,11 +1,18 @@
 """The real thing: PostgreSQL or SQLite, the real Redis, and a forking ``rq worker``."""
 
+import os
+import signal
+import time
+
+import psutil
 import pytest
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import DONE, PENDING, TAGGER, Post
-from blog.queues import get_queue
+from blog.models import DONE, PENDING, TAGGER, Email, Post
+from blog.queues import enqueue, get_queue
+from workers.demo import demo
 from workers.maintenance import requeue_stranded_work
 
 pytestmark = pytest.mark.integration
@@ -37,7 +44,7 @@ def test_a_flaky_tagger_is_retried_by_the_worker_and_succeeds(
     auth.login()
     client.post("/posts/new", data=POST)
     output = rq_worker(env={"TAGGER_FAILURE_RATE": "1"}).stdout
-    assert "failed, retry scheduled" in output
+    assert "failed in " in output and ", retry scheduled" in output
     with app.app_context():
         registry = get_queue("default").scheduled_job_registry
         (job_id,) = registry.get_job_ids()
@@ -63,8 +70,104 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     server.start()
     app.config["STRANDED_AFTER_SECONDS"] = 0
     with app.app_context():
-        assert requeue_stranded_work() == {"posts": [the_post().id]}
+        assert requeue_stranded_work() == {"posts": [the_post().id], "emails": []}
         assert get_queue("default").count == 1
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():
         assert the_post().tagging_state == DONE
+
+
+def wait_for_status(job: Job, status: JobStatus, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while job.get_status(refresh=True) != status:
+        assert time.monotonic() < deadline, f"job {job.id} never became {status}"
+        time.sleep(0.1)
+
+
+def test_sigterm_lets_a_short_job_finish(app, live_redis, rq_worker_process):
+    with app.app_context():
+        job = enqueue(demo, 2, "short")
+    worker = rq_worker_process(env={"WORKER_SHUTDOWN_GRACE": "10"})
+    wait_for_status(job, JobStatus.STARTED)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_sigterm_requeues_a_job_too_long_for_the_grace_period(
+    app, live_redis, rq_worker_process, tmp_path
+):
+    with app.app_context():
+        job = enqueue(demo, 60, "long")
+        queue = get_queue("default")
+    worker = rq_worker_process(env={"WORKER_SHUTDOWN_GRACE": "2"})
+    wait_for_status(job, JobStatus.STARTED)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    output = (tmp_path / "worker.log").read_text()
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.job_ids == [job.id]
+    assert queue.failed_job_registry.count == 0
+    assert "interrupted by a shutdown; back at the front of default" in output
+
+
+def the_email() -> Email:
+    return db.session.scalars(select(Email)).one()
+
+
+def test_a_real_worker_sends_the_welcome_email_by_smtp(
+    auth, app, live_redis, rq_worker, mail_catcher
+):
+    auth.signup("new@example.com")
+    output = rq_worker(env={"MAIL_URL": mail_catcher.url}).stdout
+    assert "workers.mailers.send_email on mailers: finished" in output
+    (message,) = mail_catcher.messages
+    assert message["To"] == "new@example.com"
+    with app.app_context():
+        assert the_email().state == "sent"
+
+
+def test_a_work_horse_killed_mid_send_is_retried_and_the_email_sent_once(
+    auth, app, live_redis, rq_worker, rq_worker_process, mail_catcher
+):
+    app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more: not in this burst
+    lease = 1  # seconds; then another run may take over the dead run's claim
+    env = {"MAIL_URL": mail_catcher.url, "MAIL_CLAIM_LEASE_SECONDS": str(lease)}
+    auth.signup("new@example.com")
+
+    mail_catcher.stall_next_sender()
+    worker = rq_worker_process(env=env)
+    assert mail_catcher.stalled.wait(timeout=30), "the worker never reached the SMTP server"
+    (horse,) = psutil.Process(worker.pid).children()
+    os.kill(horse.pid, signal.SIGKILL)  # mid-send: the SMTP server has not got the message
+    assert worker.wait(timeout=30) == 0
+
+    with app.app_context():
+        email = the_email()
+        assert email.state == "sending"  # the dead run's claim, which no one gave back
+        job = Job.fetch(f"send-email-{email.id}", connection=live_redis)
+        assert job.get_status() == JobStatus.SCHEDULED  # RQ retries a job whose horse died
+        registry = get_queue("mailers").scheduled_job_registry
+        live_redis.zadd(registry.key, {job.id: 0})  # the 15 s have passed
+    time.sleep(lease + 0.1)  # and so has the lease
+    output = rq_worker(env=env).stdout
+
+    assert "workers.mailers.send_email on mailers: finished" in output
+    assert len(mail_catcher.messages) == 1
+    with app.app_context():
+        assert the_email().state == "sent"
+
+
+def test_the_signup_reminder_is_sent_by_a_real_worker_when_due(
+    auth, app, live_redis, rq_worker, mail_catcher
+):
+    auth.signup("new@example.com")
+    with app.app_context():
+        registry = get_queue("mailers").scheduled_job_registry
+        (job_id,) = registry.get_job_ids()
+        live_redis.zadd(registry.key, {job_id: 0})  # a day has passed
+    rq_worker(env={"MAIL_URL": mail_catcher.url})
+    subjects = sorted(message["Subject"] for message in mail_catcher.messages)
+    assert subjects == ["Welcome to Flask Background Jobs", "Your first post is waiting"]

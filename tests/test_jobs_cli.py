@@ -91,6 +91,7 @@ def test_stats_shows_every_queue(runner, app):
         "queue",
         "waiting",
         "scheduled",
+        "retrying",
         "started",
         "failed",
         "deferred",
@@ -100,8 +101,18 @@ def test_stats_shows_every_queue(runner, app):
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:5]}
     assert rows["low"][:2] == ["3", "0"]
     assert rows["default"][:2] == ["0", "1"]
-    assert rows["urgent"][:6] == ["0"] * 6
+    assert rows["urgent"][:7] == ["0"] * 7
     assert "workers: 0 (0 busy)" in lines
+
+
+def test_stats_tells_retrying_jobs_from_scheduled_ones(runner, app, run_jobs):
+    app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more
+    invoke(runner, "demo", "--in", "600")
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--retries", "2")
+    run_jobs()
+    lines = invoke(runner, "stats").stdout.splitlines()
+    default = next(line.split() for line in lines if line.startswith("default"))
+    assert default[1:4] == ["0", "1", "1"]  # waiting, scheduled, retrying
 
 
 def test_clear_asks_first_then_empties_everything(runner, app, run_jobs):
@@ -131,3 +142,23 @@ def test_retry_failed_requeues_them(runner, app, run_jobs):
     with app.app_context():
         queue = get_queue("default")
         assert queue.count == 2 and queue.failed_job_registry.count == 0
+
+
+def test_demo_refuses_numbers_that_are_not(runner, app):
+    for args in (["--in", "nan"], ["--in", "inf"], ["--in", "1e12"], ["--delay", "nan"]):
+        result = runner.invoke(args=["jobs", "demo", *args])
+        assert result.exit_code == 2, (args, result.output)
+    result = runner.invoke(args=["jobs", "demo", "--at", "0001-01-01T00:00"])
+    assert result.exit_code == 2 and "is not a time" in result.output
+    with app.app_context():
+        assert get_queue("default").count == 0
+
+
+def test_an_unreachable_redis_is_one_clear_line(runner, app):
+    from redis import Redis
+
+    app.extensions["redis"] = Redis.from_url("redis://127.0.0.1:1/0?socket_connect_timeout=1")
+    for args in (["demo"], ["stats"], ["retry-failed"], ["clear", "--yes"]):
+        result = runner.invoke(args=["jobs", *args])
+        assert result.exit_code == 1, result.output
+        assert "Cannot reach Redis" in result.output and "Traceback" not in result.output

@@ -1,4 +1,5 @@
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from blog.extensions import db
@@ -188,3 +189,15 @@ def test_tags_show_who_added_them(client, app, ada):
     html = client.get(f"/posts/{post_id}").get_data(as_text=True)
     assert 'class="tag tag-author"' in html and "Added by the author" in html
     assert 'class="tag tag-tagger"' in html and "Added by the tagger" in html
+
+
+def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, ada, grace):
+    with app.app_context():
+        for n in range(10):
+            factories.post(ada if n % 2 else grace, tags=[f"tag{n}", "shared"])
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    assert "tag9" in client.get("/").get_data(as_text=True)
+    assert 0 < len(statements) <= 6, statements  # not one query per post

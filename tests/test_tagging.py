@@ -214,3 +214,24 @@ def test_status_endpoint_reports_each_state(client, app, ada, state):
         post_id = post.id
     assert client.get(f"/posts/{post_id}/tags.json").get_json()["state"] == state
     assert client.get("/posts/999/tags.json").status_code == 404
+
+
+def test_the_author_is_told_how_long_saving_took(client, auth, app, ada):
+    auth.login()
+    queued = client.get(write_post(client).headers["Location"]).get_data(as_text=True)
+    assert "Saving took" in queued and "the tagger works in the background" in queued
+    app.config["TAGGING_MODE"] = "inline"
+    inline = client.get(write_post(client).headers["Location"]).get_data(as_text=True)
+    assert "as the tagger ran inside the request" in inline
+
+
+def test_an_unexpected_error_on_the_last_attempt_also_ends_failed(app_ctx, ada, monkeypatch):
+    post_id = factories.post(ada).id
+
+    def broken(self, title, body):
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(Tagger, "tags_for", broken)
+    with pytest.raises(ValueError):
+        auto_tag_post(post_id)
+    assert db.session.get(Post, post_id).tagging_state == FAILED

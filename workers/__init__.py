@@ -10,6 +10,7 @@ import functools
 from contextlib import contextmanager
 
 from flask import Flask, has_app_context
+from rq import get_current_job
 
 _process_app: Flask | None = None
 
@@ -41,3 +42,9 @@ def in_app_context(job):
             return job(*args, **kwargs)
 
     return run
+
+
+def is_last_attempt() -> bool:
+    """True unless this runs as an RQ job that has a retry left."""
+    job = get_current_job()
+    return job is None or not job.retries_left

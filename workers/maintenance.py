@@ -7,12 +7,13 @@ from datetime import timedelta
 from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from blog.extensions import db
-from blog.models import PENDING, Post, PostTag, Tag, User, utcnow
+from blog.models import PENDING, Email, Post, PostTag, Tag, User, utcnow
 from blog.queues import redis_connection
 from workers import in_app_context
+from workers.mailers import email_job_id, schedule_email
 from workers.tagging import schedule_tagging, tagging_job_id
 
 log = logging.getLogger(__name__)
@@ -31,25 +32,43 @@ def job_in_flight(job_id: str) -> bool:
 
 @in_app_context
 def requeue_stranded_work() -> dict:
-    """Enqueue again the work whose first enqueue was lost.
+    """Enqueue again the work whose job was lost; return the ids of posts and emails.
 
-    A post is saved with its tagging pending and its job enqueued after the commit; if Redis
-    was down just then, nothing will ever run that job. Such posts are still pending after
-    ``STRANDED_AFTER_SECONDS``, with no job in flight: enqueue them again.
+    A post is saved with its tagging pending, an email is written unsent, and each one's job
+    is enqueued after the commit; if Redis was down just then, nothing will ever run that job.
+    Such rows are still pending after ``STRANDED_AFTER_SECONDS``, with no job in flight:
+    enqueue them again. So is an email whose sender died holding its claim (the lease ran
+    out) when no retry was left to take it over.
     """
-    cutoff = utcnow() - timedelta(seconds=current_app.config["STRANDED_AFTER_SECONDS"])
-    stranded = db.session.scalars(
+    now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["STRANDED_AFTER_SECONDS"])
+    lease_expired = now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
+    posts = db.session.scalars(
         select(Post).where(Post.tagging_state == PENDING, Post.tagging_changed_at < cutoff)
     ).all()
-    requeued = []
-    for post in stranded:
+    emails = db.session.scalars(
+        select(Email).where(
+            Email.sent_at.is_(None),
+            Email.failed_at.is_(None),
+            or_(
+                and_(Email.claimed_at.is_(None), Email.created_at < cutoff),
+                Email.claimed_at < lease_expired,
+            ),
+        )
+    ).all()
+    requeued = {"posts": [], "emails": []}
+    for post in posts:
         if not job_in_flight(tagging_job_id(post)):
             schedule_tagging(post)
-            requeued.append(post.id)
+            requeued["posts"].append(post.id)
+    for email in emails:
+        if not job_in_flight(email_job_id(email.id)):
+            schedule_email(email)
+            requeued["emails"].append(email.id)
     db.session.commit()
-    if requeued:
-        log.warning("requeued tagging of stranded posts %s", requeued)
-    return {"posts": requeued}
+    if requeued["posts"] or requeued["emails"]:
+        log.warning("requeued stranded work: %s", requeued)
+    return requeued
 
 
 @in_app_context

@@ -3,14 +3,13 @@
 import logging
 
 from flask import current_app
-from rq import get_current_job
 from sqlalchemy import update
 
 from blog.extensions import db
 from blog.models import DONE, FAILED, PENDING, TAGGER, Post, utcnow
 from blog.queues import backoff, enqueue_after_commit
-from blog.tagger import Tagger, TaggerUnavailable
-from workers import in_app_context
+from blog.tagger import Tagger
+from workers import in_app_context, is_last_attempt
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,6 @@ def schedule_tagging(post: Post) -> None:
     )
 
 
-def is_last_attempt() -> bool:
-    """True unless this runs as an RQ job that has a retry left."""
-    job = get_current_job()
-    return job is None or not job.retries_left
-
-
 @in_app_context
 def auto_tag_post(post_id: int) -> list[str] | None:
     """Ask the tagger for the post's tags and add them beside the author's.
@@ -63,7 +56,9 @@ def auto_tag_post(post_id: int) -> list[str] | None:
     tagger = Tagger(config["TAGGER_LATENCY"], config["TAGGER_FAILURE_RATE"])
     try:
         names = tagger.tags_for(title, body)
-    except TaggerUnavailable:
+    except Exception:
+        # Whatever went wrong, the last attempt records it, so that the page says so and
+        # requeue_stranded_work does not take the post for lost work. RQ still gets the error.
         if is_last_attempt():
             _finish(post_id, version, FAILED)
         raise

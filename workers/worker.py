@@ -1,13 +1,14 @@
-"""The worker class the Procfile runs: ``rq worker -w workers.worker.Worker``.
+"""The worker class the Procfile runs: ``rq worker-pool --worker-class workers.worker.Worker``.
 
 It is RQ's ``HerokuWorker`` (fork a work-horse per job; on SIGTERM let the running job finish,
 but interrupt it after ``imminent_shutdown_delay`` seconds so the process is gone before a
-platform's 30 s grace period ends), plus five things this app needs:
+platform's 30 s grace period ends), plus six things this app needs:
 
 - one Flask app per worker process, made before the first fork, so each work-horse inherits
   it instead of building its own;
 - fresh database connections in every work-horse (see ``main_work_horse``);
 - one log line when a job starts and one when it ends, with its duration and outcome;
+- the processed and failed totals of the admin stats page (see ``blog.admin.counters``);
 - a job interrupted by a shutdown goes back to the front of its queue instead of failing;
 - short waits, so that a SIGTERM is never noticed too late (see ``SIGNAL_CHECK_INTERVAL``).
 """
@@ -20,6 +21,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JobStatus
 from rq.worker import HerokuWorker, SimpleWorker
 
+from blog.admin import counters
 from blog.extensions import db
 from workers import process_app
 
@@ -32,9 +34,10 @@ log = logging.getLogger("workers.jobs")
 SIGNAL_CHECK_INTERVAL = 5
 
 
-class JobLogging:
-    """Log a line as each job starts and ends. ``execute_job`` runs in the worker process
-    itself, so the end line is written even when the work-horse crashes or is killed."""
+class JobReports:
+    """After each job, one log line (what ran, how it ended, how long it took) and the counts
+    for the admin stats page. ``execute_job`` runs in the worker process itself, so both
+    happen even when the work-horse crashes or is killed."""
 
     def execute_job(self, job, queue):
         started = time.monotonic()
@@ -42,30 +45,36 @@ class JobLogging:
         try:
             super().execute_job(job, queue)
         finally:
+            status = final_status(job)
+            outcome, note = OUTCOMES.get(status, (str(status), ""))
             log.info(
-                "job %s %s on %s: %s in %.3fs",
+                "job %s %s on %s: %s in %.3fs%s",
                 job.id,
                 job.func_name,
                 queue.name,
-                job_outcome(job),
+                outcome,
                 time.monotonic() - started,
+                note,
             )
+            counters.record_job(self.connection, failed=status != JobStatus.FINISHED)
 
 
-def job_outcome(job) -> str:
+OUTCOMES = {
+    JobStatus.FINISHED: ("finished", ""),
+    JobStatus.FAILED: ("failed", ""),
+    JobStatus.SCHEDULED: ("failed", ", retry scheduled"),
+    JobStatus.QUEUED: ("requeued", ""),
+}
+
+
+def final_status(job) -> JobStatus:
     try:
-        status = job.get_status(refresh=True)
+        return job.get_status(refresh=True)
     except (InvalidJobOperation, NoSuchJobError):
-        return "finished (result discarded)"
-    return {
-        JobStatus.FINISHED: "finished",
-        JobStatus.FAILED: "failed",
-        JobStatus.SCHEDULED: "failed, retry scheduled",
-        JobStatus.QUEUED: "requeued",
-    }.get(status, status.value)
+        return JobStatus.FINISHED  # and deleted at once, as its result_ttl is 0
 
 
-class Worker(JobLogging, HerokuWorker):
+class Worker(JobReports, HerokuWorker):
     log_result_lifespan = False  # our own line per job says what happened
     imminent_shutdown_delay = int(os.environ.get("WORKER_SHUTDOWN_GRACE", "20"))
 
@@ -100,5 +109,5 @@ class Worker(JobLogging, HerokuWorker):
             )
 
 
-class InProcessWorker(JobLogging, SimpleWorker):
+class InProcessWorker(JobReports, SimpleWorker):
     """Runs jobs in its own process, without forking: for tests and debugging."""

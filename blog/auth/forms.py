@@ -13,10 +13,18 @@ class SignupForm(FlaskForm):
     email = EmailField(
         "Email",
         filters=[strip],
-        validators=[DataRequired(), Length(max=EMAIL_MAX), Email(check_deliverability=False)],
+        validators=[
+            DataRequired(),
+            Length(max=EMAIL_MAX),
+            # An address with non-ASCII letters before the @ needs an SMTP server that speaks
+            # SMTPUTF8, which many do not: refuse it here rather than fail to send later.
+            Email(check_deliverability=False, allow_smtputf8=False),
+        ],
     )
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+        "Password",
+        validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)],
+        description=f"At least {PASSWORD_MIN} characters.",
     )
     confirm = PasswordField(
         "Confirm password",

@@ -2,14 +2,17 @@
 
 from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from blog.auth.forms import LoginForm, SignupForm
-from blog.extensions import db, login_manager
+from blog.extensions import db, limiter, login_manager
+from blog.mail import welcome_email
 from blog.models import User
+from workers.mailers import schedule_email, schedule_signup_reminder
 
 bp = Blueprint("auth", __name__)
 
@@ -44,29 +47,65 @@ def safe_next(target: str | None) -> str:
     return "/" if unsafe else target
 
 
+def signup_rate_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT"]
+
+
 @bp.route("/signup", methods=["GET", "POST"])
+# Only signups that went through count (a form sent back with errors does not): each one
+# sends an email.
+@limiter.limit(
+    signup_rate_limit, methods=["POST"], deduct_when=lambda response: response.status_code == 302
+)
 def signup():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
     form = SignupForm()
     if form.validate_on_submit():
-        user = User(email=User.normalise_email(form.email.data))
-        user.set_password(form.password.data)
-        db.session.add(user)
-        try:
-            db.session.commit()
-        except IntegrityError:  # the unique email: caught here, so two signups cannot race
-            db.session.rollback()
-            form.email.errors.append("An account with this email already exists.")
-        else:
-            login_user(user)
-            flash("Welcome! Your account is ready.", "success")
-            return redirect(url_for("posts.index"))
+        email = User.normalise_email(form.email.data)
+        create_account(email, form.password.data)
+        # The same answer whether or not the address had an account already, so that this
+        # form cannot tell anyone who has one. Hence no logging in here either.
+        message = Markup(
+            "Thank you! If {} had no account yet, it has one now, and a welcome email is on "
+            "its way. Log in to start writing."
+        ).format(email)  # format() escapes the address
+        if current_app.config["DEV_MAILBOX"]:
+            message += Markup(' See it arrive in the <a href="{}">dev mailbox</a>.').format(
+                url_for("mailbox.index")
+            )
+        flash(message, "success")
+        return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form)
+
+
+def create_account(email: str, password: str) -> None:
+    """Create the account, write its welcome email and schedule a reminder; do nothing if
+    the email is taken (its owner got a welcome email already, and gets no second one).
+
+    The password is hashed either way, so that a taken address takes as long to answer as a
+    new one.
+    """
+    user = User(email=email)
+    user.set_password(password)
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the unique email: caught here, so two signups cannot race
+        db.session.rollback()
+        return
+    welcome = welcome_email(user)
+    db.session.add(welcome)
+    db.session.flush()
+    schedule_email(welcome)
+    schedule_signup_reminder(user)
+    db.session.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("posts.index"))
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         user = User.by_email(form.email.data)

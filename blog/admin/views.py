@@ -1,0 +1,45 @@
+"""The stats page: how the background jobs are doing, for admins (see blog.admin.security)."""
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, redirect, render_template, url_for
+
+from blog import queue_admin
+from blog.admin import chart, counters
+from blog.queues import redis_connection
+from workers.maintenance import cached_stats
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+REFRESH_SECONDS = 5
+
+
+@bp.app_template_filter()
+def thousands(number: int) -> str:
+    return f"{number:,}"
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for(".stats"))
+
+
+@bp.get("/stats")
+def stats():
+    connection = redis_connection()
+    queues = queue_admin.queue_stats()
+    workers = queue_admin.worker_stats()
+    blog = cached_stats()
+    if blog:
+        blog["computed_at"] = datetime.fromisoformat(blog["computed_at"])
+    return render_template(
+        "admin/stats.html",
+        totals=counters.totals(connection),
+        chart=chart.per_minute(counters.last_hour(connection)),
+        queues=queues,
+        workers=workers,
+        busy=sum(w.state == "busy" for w in workers),
+        blog=blog,
+        now=datetime.now(UTC),
+        refresh_seconds=REFRESH_SECONDS,
+    )

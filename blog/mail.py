@@ -1,0 +1,117 @@
+"""Email: write a message into the outbox, and deliver an outbox row by SMTP.
+
+Every message starts as a row of the ``Email`` outbox, added in the same transaction as what
+it is about, and the ``send_email`` job (workers/mailers.py) delivers it later. Without
+``MAIL_URL`` the outbox is where mail ends: read it at /dev/mail.
+"""
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import urlsplit
+
+from flask import current_app, render_template
+
+from blog.config import mail_server
+from blog.models import Email, User
+
+log = logging.getLogger(__name__)
+
+WELCOME = "welcome"
+SIGNUP_REMINDER = "signup_reminder"
+
+# Seconds to wait for each answer of the SMTP server; the job's timeout bounds the whole.
+SMTP_TIMEOUT = 20
+
+
+def site_url(endpoint: str, **values) -> str:
+    """An absolute link for an email, on ``APP_URL``: never on the request's Host header,
+    and with no request at all in a job, where ``url_for`` has nothing to go by."""
+    base = urlsplit(current_app.config["APP_URL"])
+    urls = current_app.url_map.bind(
+        base.netloc, script_name=base.path or "/", url_scheme=base.scheme
+    )
+    return urls.build(endpoint, values, force_external=True)
+
+
+def message_id(kind: str, user_id: int) -> str:
+    """The Message-ID of the one ``kind`` email a user ever gets: ``<welcome.42@blog.example>``.
+
+    The same for every attempt to send it, by any worker, so a receiving server that has the
+    message already can drop a second copy.
+    """
+    return f"<{kind}.{user_id}@{urlsplit(current_app.config['APP_URL']).hostname}>"
+
+
+def compose(user: User, kind: str, subject: str, template: str, **context) -> Email:
+    """An unsent outbox row for ``user`` (who has an id), from
+    ``templates/email/<template>.txt`` and ``.html``."""
+    context = {"user": user, **context}
+    return Email(
+        user=user,
+        kind=kind,
+        to_address=user.email,
+        subject=subject,
+        text_body=render_template(f"email/{template}.txt", **context),
+        html_body=render_template(f"email/{template}.html", **context),
+        message_id=message_id(kind, user.id),
+    )
+
+
+def welcome_email(user: User) -> Email:
+    """The welcome message for a user who has just signed up."""
+    return compose(
+        user,
+        WELCOME,
+        "Welcome to Flask Background Jobs",
+        "welcome",
+        write_url=site_url("posts.new"),
+    )
+
+
+def signup_reminder_email(user: User) -> Email:
+    """The nudge for a user who signed up a while ago and has not written anything yet."""
+    return compose(
+        user,
+        SIGNUP_REMINDER,
+        "Your first post is waiting",
+        "signup_reminder",
+        write_url=site_url("posts.new"),
+    )
+
+
+def build_message(email: Email) -> EmailMessage:
+    """The message of an outbox row, with the same headers (Message-ID, Date) every time."""
+    message = EmailMessage()
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = email.to_address
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(email.created_at)
+    message["Message-ID"] = email.message_id
+    message.set_content(email.text_body)
+    message.add_alternative(email.html_body, subtype="html")
+    return message
+
+
+def deliver(message: EmailMessage) -> None:
+    """Hand ``message`` to the SMTP server of ``MAIL_URL``; without one, do nothing (the
+    outbox row is the delivered mail). SMTP errors propagate."""
+    url = current_app.config["MAIL_URL"]
+    if not url:
+        if current_app.config["APP_ENV"] == "production":
+            log.warning("MAIL_URL is not set: %s stays in the outbox", message["Message-ID"])
+        return
+    server = mail_server(url)
+    tls = ssl.create_default_context()
+    if server.tls == "implicit":
+        smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=SMTP_TIMEOUT, context=tls)
+    else:
+        smtp = smtplib.SMTP(server.host, server.port, timeout=SMTP_TIMEOUT)
+    with smtp:  # says QUIT at the end, and ignores a server that hung up already
+        if server.tls == "starttls":
+            smtp.starttls(context=tls)  # raises if the server cannot: no mail in clear
+        if server.username:
+            smtp.login(server.username, server.password)
+        smtp.send_message(message)

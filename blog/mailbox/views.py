@@ -1,0 +1,24 @@
+"""The development mailbox at /dev/mail: every email the app wrote, newest first.
+
+It shows everyone's email to anyone, so ``create_app`` registers it outside production only.
+"""
+
+from flask import Blueprint, current_app, render_template
+from sqlalchemy import select
+
+from blog.extensions import db
+from blog.models import Email
+
+bp = Blueprint("mailbox", __name__, url_prefix="/dev/mail")
+
+
+@bp.get("/")
+def index():
+    query = select(Email).order_by(Email.created_at.desc(), Email.id.desc())
+    page = db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50)
+    return render_template("mailbox/index.html", page=page)
+
+
+@bp.get("/<int:email_id>")
+def show(email_id: int):
+    return render_template("mailbox/show.html", email=db.get_or_404(Email, email_id))

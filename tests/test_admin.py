@@ -1,0 +1,317 @@
+"""/admin: who gets in, from where, and what its pages may show."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import rq_dashboard
+from rq import Worker
+from rq.job import Job, JobStatus
+
+from blog import create_app
+from blog.admin import dashboard
+from blog.queues import get_queue
+from tests.jobs import fail_with
+from workers.demo import demo
+
+ROOT = Path(__file__).resolve().parent.parent
+FAILED_JOB = "failed-job"
+PAYLOAD = "<script>alert('owned')</script>"
+SAME_ORIGIN = {"Origin": "http://localhost"}  # what a browser sends with a POST from our page
+EMAILS = {"user": "ada@example.com", "admin": "root@example.com"}
+
+# The URL map needs no database or Redis, so an app made here lists the routes to test.
+ADMIN_RULES = [
+    rule for rule in create_app({"TESTING": True}).url_map.iter_rules() if rule.rule[:6] == "/admin"
+]
+SAMPLE_VALUES = {
+    "instance_number": 0,
+    "queue_name": "default",
+    "registry_name": "failed",
+    "per_page": 8,
+    "order": "asc",
+    "page": 1,
+    "job_id": FAILED_JOB,
+    "filename": "css/main.css",
+}
+REFUSED = {("rq_dashboard.requeue_all", "GET")}  # it changes things, so POST only
+
+
+def url_of(rule) -> str:
+    return rule.build(SAMPLE_VALUES, append_unknown=False)[1]
+
+
+@pytest.fixture
+def failed_job(app, run_jobs) -> str:
+    """A failed job whose argument and error message carry a script.
+
+    The app's own enqueue helpers refuse such text; this goes round them, as an exception
+    message that quotes user input would.
+    """
+    with app.app_context():
+        get_queue("default").enqueue(fail_with, PAYLOAD, job_id=FAILED_JOB)
+    run_jobs()
+    return FAILED_JOB
+
+
+@pytest.fixture
+def as_admin(auth, root):
+    auth.login(EMAILS["admin"])
+
+
+def status_of(client, method: str, url: str, **kwargs) -> int:
+    with client.open(url, method=method, **kwargs) as response:
+        return response.status_code
+
+
+def job_status(app, job_id: str) -> JobStatus:
+    with app.app_context():
+        return Job.fetch(job_id, connection=app.extensions["redis"]).get_status()
+
+
+def expected_status(rule, role: str, method: str) -> int:
+    if role == "anonymous":
+        return 302
+    if role == "user":
+        return 403
+    if method not in rule.methods or (rule.endpoint, method) in REFUSED:
+        return 405
+    return 200
+
+
+@pytest.mark.parametrize("role", ["anonymous", "user", "admin"])
+@pytest.mark.parametrize("rule", ADMIN_RULES, ids=lambda rule: rule.rule)
+def test_every_admin_route_for_every_role_and_method(
+    rule, role, app, client, auth, ada, root, failed_job
+):
+    with app.app_context():
+        get_queue("default").enqueue(demo, 0, "waiting")  # rq-dashboard cannot compact nothing
+    if role != "anonymous":
+        auth.login(EMAILS[role])
+    url = url_of(rule)
+    follow = role == "admin"  # through the dashboard's redirects, /admin/rq/0/ to /admin/rq/
+    statuses = {
+        method: status_of(client, method, url, headers=SAME_ORIGIN, follow_redirects=follow)
+        for method in ("GET", "POST")
+    }
+    assert statuses == {method: expected_status(rule, role, method) for method in statuses}
+
+
+def test_a_visitor_is_sent_to_log_in_and_back(client):
+    response = client.post("/admin/rq/queue/default/compact", headers=SAME_ORIGIN)
+    location = urlsplit(response.location)
+    assert location.path == "/login"
+    assert parse_qs(location.query)["next"] == ["/admin/rq/queue/default/compact"]
+
+
+def test_paths_under_admin_that_match_no_route_are_guarded_too(client, auth, ada):
+    assert client.get("/admin/nothing-here").status_code == 302
+    auth.login()
+    assert client.get("/admin/nothing-here").status_code == 403
+
+
+def test_two_apps_in_one_process_both_mount_the_dashboard(app, database_config):
+    second = create_app({"TESTING": True, **database_config})
+    assert second.url_map.bind("localhost").match("/admin/rq/") == (
+        "rq_dashboard.queues_overview",
+        {"instance_number": 0},
+    )
+    assert rq_dashboard.blueprint.name in app.blueprints
+    assert rq_dashboard.blueprint.name in second.blueprints
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
+    ],
+    ids=["no-origin", "other-origin", "null-origin", "cross-site", "same-site", "fetch-wins"],
+)
+def test_a_cross_site_post_gets_403_and_changes_nothing(app, client, as_admin, failed_job, headers):
+    for url in (
+        f"/admin/rq/job/{failed_job}/requeue",
+        f"/admin/rq/job/{failed_job}/delete",
+        "/admin/rq/requeue/default",
+        "/admin/rq/queue/default/failed/empty",
+    ):
+        assert client.post(url, headers=headers).status_code == 403, url
+    assert job_status(app, failed_job) == JobStatus.FAILED
+
+
+@pytest.mark.parametrize("headers", [SAME_ORIGIN, {"Sec-Fetch-Site": "same-origin"}])
+def test_a_post_from_the_dashboard_itself_requeues(app, client, as_admin, failed_job, headers):
+    response = client.post(f"/admin/rq/job/{failed_job}/requeue", headers=headers)
+    assert response.get_json() == {"status": "OK"}
+    assert job_status(app, failed_job) == JobStatus.QUEUED
+
+
+def test_requeue_all_refuses_get(app, client, as_admin, failed_job):
+    response = client.get("/admin/rq/requeue/default", headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 405
+    assert job_status(app, failed_job) == JobStatus.FAILED
+
+
+def test_the_dashboard_posts_work_with_csrf_protection_on(app, client, root, failed_job):
+    """The dashboard sends no form token: it is exempt, and the origin check stands in."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    with client.session_transaction() as session:
+        session["_user_id"] = str(root)
+    response = client.post(f"/admin/rq/job/{failed_job}/requeue", headers=SAME_ORIGIN)
+    assert response.get_json() == {"status": "OK"}
+    assert client.post("/logout", headers=SAME_ORIGIN).status_code == 400  # the rest still checks
+
+
+def test_disable_delete_keeps_jobs_and_hides_the_buttons(app, client, as_admin, failed_job):
+    app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True
+    response = client.post(f"/admin/rq/job/{failed_job}/delete", headers=SAME_ORIGIN)
+    assert response.get_json() == {"status": "DISABLED"}
+    assert job_status(app, failed_job) == JobStatus.FAILED
+    page = client.get(f"/admin/rq/0/view/job/{failed_job}").text
+    assert 'id="delete-job-btn"' not in page
+    assert 'id="requeue-job-btn"' in page
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/rq/0/view/job/no-such-job",
+        "/admin/rq/0/data/job/no-such-job.json",
+        "/admin/rq/1/view/queues",  # the app has one Redis: instance 0
+        "/admin/rq/0/view/jobs/made-up/queued/8/asc/1",
+        "/admin/rq/0/view/jobs/');alert(1);('/queued/8/asc/1",
+        "/admin/rq/0/data/jobs/default/failed/abc/asc/1.json",
+        "/admin/rq/0/data/jobs/default/nope/8/asc/1.json",
+        "/admin/rq/0/data/jobs/default/failed/8/asc/x.json",
+    ],
+)
+def test_what_the_dashboard_would_fail_on_is_a_404(client, as_admin, url):
+    assert client.get(url).status_code == 404
+
+
+def test_requeueing_an_unknown_job_is_a_404(client, as_admin):
+    assert client.post("/admin/rq/job/no-such-job/requeue", headers=SAME_ORIGIN).status_code == 404
+
+
+def test_dashboard_pages_allow_only_their_own_inline_script(client, as_admin):
+    response = client.get("/admin/rq/")
+    policy = response.headers["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy)[1]
+    assert f'<script type="text/javascript" nonce="{nonce}">' in response.text
+    assert "script-src 'self' 'nonce-" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in policy
+    assert client.get("/admin/rq/").headers["Content-Security-Policy"] != policy  # fresh nonce
+
+
+def test_the_stats_page_gets_a_strict_policy(client, as_admin):
+    policy = client.get("/admin/stats").headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'self';")
+    assert "unsafe" not in policy
+
+
+def test_only_admins_see_the_admin_link(client, auth, ada, root):
+    auth.login()
+    assert "/admin/stats" not in client.get("/").text
+    auth.logout()
+    auth.login(EMAILS["admin"])
+    assert '<a href="/admin/stats">Admin</a>' in client.get("/").text
+
+
+# What the pages may show
+
+
+def admin_pages() -> list[str]:
+    """Every URL under /admin that an admin can open, files aside."""
+    return [
+        url_of(rule)
+        for rule in ADMIN_RULES
+        if expected_status(rule, "admin", "GET") == 200
+        and rule.endpoint not in ("rq_dashboard.static", "rq_dashboard.favicon")
+    ]
+
+
+def test_a_script_in_a_failed_job_is_escaped_on_every_admin_page(app, client, as_admin, failed_job):
+    with app.app_context():
+        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
+        worker.register_birth()
+        worker.set_current_job_id(failed_job)
+    pages = admin_pages()
+    assert len(pages) > 10
+    for url in pages:
+        response = client.get(url, follow_redirects=True)
+        assert response.status_code == 200, url
+        if response.mimetype == "application/json":
+            continue  # data for the page's script, which escapes it (see below)
+        assert "<script>alert" not in response.text, url
+        assert "<%=" not in response.text, url  # no Underscore template prints raw text
+
+
+def test_every_raw_upstream_template_is_overridden():
+    """rq-dashboard prints job data raw with Underscore's <%= %>; each template that does
+    must have an escaping copy in templates/, also after an upgrade of the package."""
+    upstream = Path(rq_dashboard.__file__).parent / "templates"
+    raw = [p.relative_to(upstream) for p in upstream.rglob("*.*") if "<%=" in p.read_text()]
+    assert raw
+    for path in raw:
+        ours = ROOT / "templates" / path
+        assert ours.exists(), f"{path} prints raw text: copy it to templates/ and escape it"
+        assert "<%=" not in ours.read_text()
+
+
+RENDER = """
+const _ = require(process.argv[1]);
+global.url_for_single_job_view = (id) => "/admin/rq/0/view/job/" + encodeURIComponent(id);
+global.toRelative = (date) => date;
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+process.stdout.write(_.template(input.template)({ d: input.data }));
+"""
+
+
+def render_in_node(page: str, name: str, data: dict) -> str:
+    """Render one of the page's client-side templates as its script does."""
+    template = re.search(rf'<script name="{name}" type="text/template">(.*?)</script>', page, re.S)
+    underscore = Path(rq_dashboard.__file__).parent / "static/js/underscore-umd-min.js"
+    return subprocess.run(
+        ["node", "-e", RENDER, str(underscore)],
+        input=json.dumps({"template": template[1], "data": data}),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the templates")
+def test_the_dashboard_scripts_render_job_data_as_text(app, client, as_admin, failed_job):
+    with app.app_context():
+        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
+        worker.register_birth()
+        worker.set_current_job_id(failed_job)
+    job_page = client.get(f"/admin/rq/0/view/job/{failed_job}").text
+    job = client.get(f"/admin/rq/0/data/job/{failed_job}.json").get_json()
+    jobs_page = client.get("/admin/rq/0/view/jobs/default/failed/8/asc/1").text
+    jobs = client.get("/admin/rq/0/data/jobs/default/failed/8/asc/1.json").get_json()["jobs"]
+    workers_page = client.get("/admin/rq/0/view/workers").text
+    workers = client.get("/admin/rq/0/data/workers.json").get_json()["workers"]
+
+    for html in (
+        render_in_node(job_page, "job-info", job),
+        render_in_node(jobs_page, "job-row", jobs[0]),
+        render_in_node(workers_page, "worker-row", workers[0]),
+    ):
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in html
+
+
+def test_the_dashboard_shows_our_redis_without_its_password(app):
+    assert dashboard.redis_label("rediss://:s3cret@redis.example:6380/0?ssl_cert_reqs=none") == (
+        "rediss://redis.example:6380/0"
+    )

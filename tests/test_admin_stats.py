@@ -1,0 +1,97 @@
+"""The stats page at /admin/stats: the totals, the queues, the workers, the chart, the blog."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from blog.admin import chart, counters
+from blog.queues import enqueue
+from tests import factories
+from workers.demo import demo
+from workers.maintenance import refresh_stats
+
+
+@pytest.fixture
+def as_admin(auth, root):
+    auth.login("root@example.com")
+
+
+def test_round_up_to_a_readable_top_of_the_chart():
+    assert [chart.round_up(n) for n in (0, 1, 3, 7, 10, 11, 240, 5001)] == [
+        1,
+        1,
+        5,
+        10,
+        10,
+        20,
+        500,
+        10000,
+    ]
+
+
+def test_bars_scale_to_the_top_of_the_chart():
+    start = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    minutes = [counters.Minute(start, 0, 0)] * 59 + [counters.Minute(start, 40, 10)]
+    drawn = chart.per_minute(minutes)
+    assert drawn.top == 50
+    assert (drawn.bars[-1].processed, drawn.bars[-1].failed) == (120.0, 30.0)
+    assert drawn.bars[-1].label == "18:00 UTC: 40 processed, 10 failed"
+    assert drawn.bars[0].processed == 0
+
+
+def test_the_stats_page_shows_totals_queues_workers_and_the_chart(app, client, as_admin, run_jobs):
+    with app.app_context():
+        enqueue(demo, 0, "fine")
+        enqueue(demo, 0, "broken", 1.0)
+    run_jobs()
+    with app.app_context():
+        enqueue(demo, 0, "waiting", queue="low")
+    page = client.get("/admin/stats").text
+    figures = re.findall(r'<span class="number">(\d+)</span> (\w+)', page)
+    assert figures[:2] == [("2", "processed"), ("1", "failed")]
+    assert "0</span> busy,\n        0 idle workers" in page
+    assert page.count('<rect class="processed"') == 60
+    assert "processed, 1 failed</title>" in page
+    low_row = re.search(r">low</a></td>(.*?)</tr>", page, re.S)[1]
+    waiting, latency, scheduled, retrying = re.findall(r"<td>([^<]*)</td>", low_row)
+    assert (waiting, scheduled, retrying) == ("1", "0", "0")
+    assert latency.endswith(" s")
+    assert 'data-refresh-seconds="5"' in page
+    assert "admin-stats.js" in page
+
+
+def test_admin_leads_to_the_stats_page(client, as_admin):
+    assert client.get("/admin", follow_redirects=True).request.path == "/admin/stats"
+
+
+def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, ada):
+    assert "Not computed yet" in client.get("/admin/stats").text
+    with app.app_context():
+        factories.post(ada, body="one two three", tags=["redis"])
+        refresh_stats()
+    page = client.get("/admin/stats").text
+    blog = page[page.index("The blog") :]
+    assert re.findall(r"<td>(\d+)</td>", blog)[:4] == ["1", "3", "2", "1"]  # posts words users tags
+    assert '<a class="tag" href="/tags/redis">redis</a> 1' in page
+    assert "Computed by the refresh_stats job at" in page
+
+
+def test_the_refresh_script_is_served(client):
+    response = client.get("/static/admin-stats.js")
+    assert response.status_code == 200
+    assert 'getElementById("live")' in response.text
+    response.close()
+
+
+def test_a_bad_figure_cannot_break_out_of_the_page(app, client, as_admin):
+    with app.app_context():
+        app.extensions["redis"].set(
+            "blog:stats",
+            '{"users": 1, "posts": 1, "words": 1, "tags": 1, "tagging": {},'
+            ' "top_tags": [{"name": "<b>x</b>", "posts": 1}],'
+            ' "computed_at": "2026-11-23T18:00:00+00:00"}',
+        )
+    page = client.get("/admin/stats").text
+    assert "<b>x</b>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page

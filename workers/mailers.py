@@ -1,0 +1,192 @@
+"""Sending the outbox's email, each message once, in jobs on the ``mailers`` queue.
+
+How "once" holds. The job may run more than once for one email: a retry after an error, a
+duplicate enqueue, two workers that each took a copy, RQ retrying a job whose work-horse was
+killed. Each run first *claims* the row, with one conditional UPDATE::
+
+    UPDATE emails SET claimed_at = now
+    WHERE id = :id AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at < now - lease)
+
+and commits. The database lets one UPDATE at a time change the row (PostgreSQL's row lock,
+SQLite's write lock), and the next one re-reads the WHERE after the first committed, so
+exactly one run gets the claim; the others find the email sent (and stop) or claimed (and
+fail with ``EmailBeingSent``, to be retried later). The winner sends, then sets ``sent_at``.
+
+- An SMTP error, a timeout, a shutdown: the run gives its claim back and raises; RQ retries.
+- A work-horse killed mid-send (SIGKILL, out of memory) cannot give its claim back. The claim
+  is a *lease*: once older than ``MAIL_CLAIM_LEASE_SECONDS`` another run may take it over.
+  The lease outlives any live attempt, since RQ kills a work-horse that overruns its job
+  timeout by 60 s (checked every 30 s): 60 + 60 + 30 < 180.
+- If every retry ran out meanwhile, ``requeue_stranded_work`` enqueues the email again.
+
+Why not PostgreSQL's ``SELECT ... FOR UPDATE SKIP LOCKED``, holding the row lock while
+sending, so that a killed worker's lock goes with its connection? SQLite has no row locks: it
+would hold the lock of the whole database for the seconds an SMTP server takes, and every
+signup and post would wait. The lease works the same on both, and costs only a few minutes'
+wait after a crash.
+
+What remains: a run killed (or cut off from the database) after the SMTP server accepted the
+message but before ``sent_at`` was committed. Nothing on our side can tell that from a run
+killed just before sending, so the message goes again. Every attempt sends it with the same
+Message-ID, chosen when the row was written, so mail clients and providers that de-duplicate
+by Message-ID (Gmail does) show it once.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from blog.extensions import db
+from blog.mail import SIGNUP_REMINDER, build_message, deliver, signup_reminder_email
+from blog.models import Email, Post, User, utcnow
+from blog.queues import backoff, enqueue_after_commit
+from workers import in_app_context, is_last_attempt
+
+log = logging.getLogger(__name__)
+
+MAIL_RETRIES = 5
+REMINDER_RETRIES = 3
+# Seconds a sending job may run: an SMTP conversation takes a few. See the lease above.
+MAIL_JOB_TIMEOUT = 60
+
+
+class EmailBeingSent(Exception):
+    """Another run holds the claim on this email, and may be sending it right now."""
+
+
+def email_job_id(email_id: int) -> str:
+    return f"send-email-{email_id}"
+
+
+def schedule_email(email: Email) -> None:
+    """Enqueue the sending of ``email`` once the current transaction commits.
+
+    Call it before ``db.session.commit()``, after the row has an id (``db.session.flush()``).
+    """
+    enqueue_after_commit(
+        send_email,
+        email.id,
+        queue="mailers",
+        job_id=email_job_id(email.id),
+        job_timeout=MAIL_JOB_TIMEOUT,
+        retry=backoff(MAIL_RETRIES),
+    )
+
+
+def schedule_signup_reminder(user: User) -> None:
+    """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds from now
+    (a day by default), once the current transaction commits. Until then the job waits in
+    RQ's scheduled registry: "Scheduled" in the dashboard."""
+    enqueue_after_commit(
+        send_signup_reminder,
+        user.id,
+        queue="mailers",
+        delay=timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"]),
+        job_id=f"signup-reminder-{user.id}",
+        job_timeout=MAIL_JOB_TIMEOUT,
+        retry=backoff(REMINDER_RETRIES),
+    )
+
+
+@in_app_context
+def send_signup_reminder(user_id: int) -> str:
+    """Remind a user who has not posted since signing up; say what happened.
+
+    Whether to send is decided when the job runs, a day after the signup, not when it was
+    enqueued. The reminder is an outbox row like any email: the unique (user, kind) key lets
+    only one ever exist, and ``send_email`` delivers it exactly once.
+    """
+    user = db.session.get(User, user_id)
+    if user is None:
+        return "gone"
+    if db.session.scalar(select(exists().where(Post.author_id == user_id))):
+        log.info("user %s has posted already: no reminder", user_id)
+        return "not needed"
+    reminder = db.session.scalar(
+        select(Email).where(Email.user_id == user_id, Email.kind == SIGNUP_REMINDER)
+    )
+    if reminder is None:
+        reminder = signup_reminder_email(user)
+        db.session.add(reminder)
+        try:
+            db.session.commit()
+        except IntegrityError:  # a second copy of this job wrote it first
+            db.session.rollback()
+            return "already written"
+    return send_email(reminder.id)
+
+
+@in_app_context
+def send_email(email_id: int) -> str:
+    """Send the outbox row ``email_id`` unless it was sent already; say what happened."""
+    claimed_at = claim(email_id)
+    email = db.session.get(Email, email_id)
+    if claimed_at is None:
+        return not_claimed(email_id, email)
+    message = build_message(email)
+    db.session.commit()  # the claim; and no transaction stays open during the slow send
+    try:
+        deliver(message)
+    except Exception:
+        release(email_id, claimed_at, give_up=is_last_attempt())
+        raise
+    mark_sent(email_id)
+    log.info("email %s sent as %s", email_id, message["Message-ID"])
+    return "sent"
+
+
+def claim(email_id: int) -> datetime | None:
+    """Claim the unsent email for this run; the claim's time, or None if it is not free.
+
+    The UPDATE must be the first statement of its transaction: SQLite cannot turn a
+    transaction that has read into one that writes while another process writes.
+    """
+    now = utcnow()
+    expired = now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
+    claimed = db.session.execute(
+        update(Email)
+        .where(
+            Email.id == email_id,
+            Email.sent_at.is_(None),
+            or_(Email.claimed_at.is_(None), Email.claimed_at < expired),
+        )
+        .values(claimed_at=now, failed_at=None)
+    ).rowcount
+    return now if claimed else None
+
+
+def not_claimed(email_id: int, email: Email | None) -> str:
+    """Why the claim failed: the email is gone or sent (done), or another run holds it."""
+    if email is None:
+        log.info("email %s is gone; nothing to send", email_id)
+        return "gone"
+    if email.sent_at is not None:
+        log.info("email %s was sent already, at %s", email_id, email.sent_at.isoformat())
+        return "already sent"
+    raise EmailBeingSent(
+        f"email {email_id} is claimed by another run since {email.claimed_at.isoformat()}; "
+        "it is retried later, and taken over if that run died"
+    )
+
+
+def release(email_id: int, claimed_at: datetime, give_up: bool) -> None:
+    """Give back this run's claim after a failed send, so that a retry can claim it at once;
+    with ``give_up``, mark the email failed.
+
+    ``claimed_at`` tells this run's claim from a later one: after the lease ran out another
+    run may have taken the email over, and that run's claim is not ours to release.
+    """
+    db.session.execute(
+        update(Email)
+        .where(Email.id == email_id, Email.claimed_at == claimed_at, Email.sent_at.is_(None))
+        .values(claimed_at=None, failed_at=utcnow() if give_up else None)
+    )
+    db.session.commit()
+
+
+def mark_sent(email_id: int) -> None:
+    db.session.execute(update(Email).where(Email.id == email_id).values(sent_at=utcnow()))
+    db.session.commit()
