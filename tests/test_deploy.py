@@ -26,6 +26,7 @@ from rq.job import Job, JobStatus
 from blog.config import database_url
 from blog.embedded_redis import free_port
 from tests.dynos import BIN, ROOT, Dyno, platform_env, wait_for
+from tests.mail_catcher import MailCatcher
 from workers.worker import Worker
 
 pytestmark = pytest.mark.integration
@@ -126,13 +127,24 @@ def test_a_workers_shutdown_fits_in_a_platforms_30_seconds(app, monkeypatch):
     assert noticed_within + worker.imminent_shutdown_delay < 30
 
 
-def test_a_deploy_boots_serves_runs_jobs_and_stops_cleanly(dynos, postgres_database, redis_server):
+@pytest.fixture
+def smtp_server():
+    """An SMTP server on localhost that keeps the messages it is sent."""
+    catcher = MailCatcher().start()
+    yield catcher
+    catcher.stop()
+
+
+def test_a_deploy_boots_serves_runs_jobs_and_stops_cleanly(
+    dynos, postgres_database, redis_server, smtp_server
+):
     redis = redis_server()
     port = free_port()
     env = platform_env(
         **PRODUCTION,
         DATABASE_URL=postgres_database,
         REDIS_URL=redis.url,
+        MAIL_URL=smtp_server.url,
         PORT=port,
         TAGGER_LATENCY=0,
     )
@@ -166,6 +178,9 @@ def test_a_deploy_boots_serves_runs_jobs_and_stops_cleanly(dynos, postgres_datab
     tags = {(tag["name"], tag["source"]) for tag in wait_for(tagging_done, 30, "tags")["tags"]}
     assert ("deploys", "author") in tags
     assert any(source == "tagger" for _, source in tags)
+    (welcome,) = wait_for(lambda: smtp_server.messages, 30, "the welcome email")
+    assert welcome["To"] == "ada@example.com"
+    assert "https://blog.example.com/" in welcome.get_body(("plain",)).get_content()
 
     # One line per request and one per job start and end, all on stdout.
     assert re.search(r"^POST /posts/new 302 \d+ms", web.output(), re.MULTILINE)
