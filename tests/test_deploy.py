@@ -259,7 +259,7 @@ def tls_redis(tmp_path):
     server.wait(timeout=10)
 
 
-def test_web_worker_and_clock_work_with_a_self_signed_tls_redis(
+def test_web_worker_clock_and_dashboard_work_with_a_self_signed_tls_redis(
     dynos, postgres_database, tls_redis
 ):
     env = platform_env(
@@ -289,6 +289,11 @@ def test_web_worker_and_clock_work_with_a_self_signed_tls_redis(
             30,
             f"the clock's {recurring}",
         )
+    # The dashboard reads the same Redis, over TLS too: an admin sees the worker there.
+    flask(env, "users", "create", "admin@example.com", "--admin", "--password", "correct horse")
+    client.submit_form("/login", {"email": "admin@example.com", "password": "correct horse"})
+    (seen,) = client.json("/admin/rq/0/data/workers.json")["workers"]
+    assert seen["queues"] == ["urgent", "mailers", "default", "low"]
 
     # The certificate is self-signed: without REDIS_SSL_CERT_REQS=none, the app refuses it.
     verifying = {key: value for key, value in env.items() if key != "REDIS_SSL_CERT_REQS"}
