@@ -7,10 +7,11 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import admin, commands, errors, queues, templating, timing
+from blog import admin, commands, error_reporting, errors, queues, templating, timing
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, limiter, login_manager, migrate
+from blog.health import bp as health_bp
 from blog.mailbox.views import bp as mailbox_bp
 from blog.posts.views import bp as posts_bp
 
@@ -29,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     configure_logging(app)
     trust_proxies(app)
+    error_reporting.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     admin.init_app(app)
@@ -81,5 +83,6 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
+    app.register_blueprint(health_bp)
     if app.config["DEV_MAILBOX"]:
         app.register_blueprint(mailbox_bp)

@@ -49,8 +49,13 @@ def database_url(environ, instance_path: Path) -> str:
 DEV_REDIS_URL_FILE = "redis_url"
 
 # Added to every Redis URL: notice a dropped connection before using it, and never hang a web
-# request for long when Redis is unreachable.
-REDIS_URL_OPTIONS = {"health_check_interval": "30", "socket_connect_timeout": "5"}
+# request for long when Redis is unreachable or stops answering. (An rq worker raises the
+# read timeout of its own connection above its blocking wait for jobs.)
+REDIS_URL_OPTIONS = {
+    "health_check_interval": "30",
+    "socket_connect_timeout": "5",
+    "socket_timeout": "5",
+}
 
 
 def redis_url(environ, instance_path: Path | None) -> str:
@@ -179,16 +184,37 @@ def flag(environ, name: str) -> bool:
 
 
 def engine_options(url: str, environ) -> dict:
-    """Connection pool settings: bounded per process, and checked before use."""
+    """Connection pool settings: bounded per process, and checked before use.
+
+    A gunicorn worker serves one request at a time and a work-horse runs one job, so each
+    needs one connection; the pool allows ``DATABASE_POOL_SIZE`` (2) and never more, which
+    keeps the whole app inside a small plan's connection limit (docs/deploy.md does the sum).
+    """
     if url.startswith("sqlite"):
         # Web and worker processes write at once: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 15}}
     return {
-        "pool_size": int(environ.get("DATABASE_POOL_SIZE", "5")),
+        "pool_size": int(environ.get("DATABASE_POOL_SIZE", "2")),
         "max_overflow": int(environ.get("DATABASE_MAX_OVERFLOW", "0")),
+        # A connection the server or the network dropped is replaced before it is used.
         "pool_pre_ping": True,
         "pool_recycle": 300,
+        # An unreachable database fails a request (and /healthz) in seconds, not minutes.
+        "connect_args": {"connect_timeout": 5},
     }
+
+
+def trusted_proxies(environ, env: str) -> int:
+    """``TRUSTED_PROXIES``: how many proxies in front of the app add X-Forwarded-* headers.
+
+    In production a platform's router sits in front (one proxy: Heroku's router, Dokku's
+    nginx); the app takes the client's address and scheme from what it adds, and from no one
+    else. Elsewhere nothing does, and a header a client sent itself must not be believed.
+    """
+    count = int(environ.get("TRUSTED_PROXIES", "1" if env == "production" else "0"))
+    if count < 0:
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
+    return count
 
 
 def from_environment(instance_path: Path, environ=os.environ) -> dict:
@@ -232,9 +258,11 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         # Redis down: count in this process's memory meanwhile, rather than fail the signup.
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-        # How many proxies in front of the app add to X-Forwarded-For (Heroku's router: 1).
-        # Without it every client has the proxy's address, and shares one rate limit.
-        "TRUSTED_PROXIES": int(environ.get("TRUSTED_PROXIES", "1" if "DYNO" in environ else "0")),
+        # Without it behind a router, every client has the router's address (and shares one
+        # rate limit), and every request looks like plain HTTP.
+        "TRUSTED_PROXIES": trusted_proxies(environ, env),
+        # Errors of the web process and of jobs go to Sentry when this is set.
+        "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),

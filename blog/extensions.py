@@ -27,6 +27,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True)
+# Any fixed number: the key of the PostgreSQL advisory lock that migrations run under
+# (migrations/env.py), so that two processes never migrate at once.
+MIGRATION_LOCK_KEY = 7_301_951
 login_manager = LoginManager()
 csrf = CSRFProtect()
 # Counts per client address; behind a proxy that is right only with TRUSTED_PROXIES set.

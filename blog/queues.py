@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.job import Job
 from sqlalchemy import event
@@ -48,7 +50,11 @@ class UnsafeJobArgument(TypeError):
 
 
 def connect(url: str) -> Redis:
-    return Redis.from_url(url)
+    """The app's Redis client. When Redis is unreachable it tries once more, at once (enough
+    to replace a connection Redis dropped), then gives up: redis-py's default of three
+    retries with a growing backoff would keep a user's request waiting for half a minute.
+    (rq's command line, which runs the worker and the clock, keeps the default.)"""
+    return Redis.from_url(url, retry=RedisRetry(NoBackoff(), retries=1))
 
 
 def init_app(app: Flask) -> None:

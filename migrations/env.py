@@ -7,10 +7,8 @@ from alembic import context
 from flask import current_app
 from sqlalchemy import text
 
+from blog.extensions import MIGRATION_LOCK_KEY
 from blog.models import UTCDateTime
-
-# Any fixed number: the key of the PostgreSQL advisory lock that migrations run under.
-MIGRATION_LOCK_KEY = 7_301_951
 
 config = context.config
 # Keep the loggers the app already set up (fileConfig would disable them by default).

@@ -50,6 +50,9 @@ def find_test_redis() -> str:
 
 
 TEST_REDIS_URL = find_test_redis()
+# The PostgreSQL server for the tests that need one even when the suite runs on SQLite (they
+# boot the app as a platform does); CI always has one here.
+TEST_POSTGRES_URL = TEST_DATABASE_URL or "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -71,6 +74,29 @@ def postgres_schema():
     yield url, schema
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_database():
+    """A new, empty PostgreSQL database of this test's own, dropped at the end.
+
+    Yields its URL in the ``postgres://`` form that platforms hand out.
+    """
+    server = sa.make_url(database_url({"DATABASE_URL": TEST_POSTGRES_URL}, instance_path=None))
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"these tests need PostgreSQL at {server!r}: {error.orig}")
+    yield server.set(drivername="postgres", database=name).render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     engine.dispose()
 
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from flask import request
 
 from blog import create_app
 from blog.config import (
@@ -8,10 +9,12 @@ from blog.config import (
     MailServer,
     app_env,
     database_url,
+    engine_options,
     from_environment,
     mail_server,
     redis_url,
 )
+from tests.conftest import TEST_CONFIG
 
 
 def test_postgres_urls_are_rewritten_for_psycopg2():
@@ -64,11 +67,6 @@ def test_development_links_point_at_the_local_server(tmp_path):
 def test_the_dev_mailbox_is_off_in_production(tmp_path):
     assert from_environment(tmp_path, {"APP_ENV": "development"})["DEV_MAILBOX"] is True
     assert from_environment(tmp_path, PRODUCTION)["DEV_MAILBOX"] is False
-
-
-def test_a_heroku_dyno_trusts_its_router_for_the_client_address(tmp_path):
-    assert from_environment(tmp_path, {"APP_ENV": "development"})["TRUSTED_PROXIES"] == 0
-    assert from_environment(tmp_path, {**PRODUCTION, "DYNO": "web.1"})["TRUSTED_PROXIES"] == 1
 
 
 @pytest.mark.parametrize(
@@ -135,7 +133,9 @@ def test_redis_url_from_a_provider_variable(tmp_path):
 
 def test_redis_url_carries_the_connection_options(tmp_path):
     url = redis_url({"REDIS_URL": "redis://h:6379/0"}, tmp_path)
-    assert url == "redis://h:6379/0?health_check_interval=30&socket_connect_timeout=5"
+    assert url == (
+        "redis://h:6379/0?health_check_interval=30&socket_connect_timeout=5&socket_timeout=5"
+    )
 
 
 def test_self_signed_tls_redis_can_skip_verification(tmp_path):
@@ -165,3 +165,40 @@ def test_redis_url_scheme_is_checked(tmp_path):
 def test_rq_dashboard_delete_can_be_turned_off_from_the_environment(tmp_path, value, off):
     environ = {"APP_ENV": "testing", "RQ_DASHBOARD_DISABLE_DELETE": value}
     assert from_environment(tmp_path, environ)["RQ_DASHBOARD_DISABLE_DELETE"] is off
+
+
+def test_each_process_holds_a_small_bounded_pool_of_checked_connections():
+    options = engine_options("postgresql+psycopg2://h/d", {})
+    assert (options["pool_size"], options["max_overflow"]) == (2, 0)
+    assert options["pool_pre_ping"]
+    assert options["connect_args"] == {"connect_timeout": 5}
+    assert (
+        engine_options("postgresql+psycopg2://h/d", {"DATABASE_POOL_SIZE": "4"})["pool_size"] == 4
+    )
+
+
+def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
+    assert from_environment(tmp_path, PRODUCTION)["TRUSTED_PROXIES"] == 1
+    assert (
+        from_environment(tmp_path, {**PRODUCTION, "TRUSTED_PROXIES": "2"})["TRUSTED_PROXIES"] == 2
+    )
+    assert from_environment(tmp_path, {"APP_ENV": "development"})["TRUSTED_PROXIES"] == 0
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        from_environment(tmp_path, {**PRODUCTION, "TRUSTED_PROXIES": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("proxies", "seen"), [(1, ("https", "203.0.113.7")), (0, ("http", "127.0.0.1"))]
+)
+def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_config, proxies, seen):
+    app = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": proxies})
+
+    @app.get("/seen")
+    def seen_by_the_app():
+        return {"scheme": request.scheme, "address": request.remote_addr}
+
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    response = app.test_client().get(
+        "/seen", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+    )
+    assert (response.json["scheme"], response.json["address"]) == seen

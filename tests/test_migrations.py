@@ -1,15 +1,19 @@
 """The committed migrations build exactly the schema the models describe, from empty."""
 
+import subprocess
 import uuid
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
 from blog import create_app
-from blog.extensions import db
+from blog.config import database_url
+from blog.extensions import MIGRATION_LOCK_KEY, db
+from tests.dynos import BIN, ROOT, platform_env, wait_for
 
 
 @pytest.fixture
@@ -46,3 +50,41 @@ def test_migrations_create_the_models_schema_and_roll_back(empty_database):
         tables = set(sa.inspect(db.engine).get_table_names())
         assert tables <= {"alembic_version"}
         db.engine.dispose()
+
+
+@pytest.mark.integration
+def test_two_processes_migrating_at_once_migrate_the_schema_once(postgres_database):
+    """Two web dynos booting together both run ``flask db upgrade``: both succeed, one
+    migrates, and the other finds the schema already current."""
+    url = database_url({"DATABASE_URL": postgres_database}, instance_path=None)
+    env = platform_env(APP_ENV="testing", DATABASE_URL=postgres_database)
+    engine = sa.create_engine(url)
+    with engine.connect() as holder:
+        # Hold the migrations' lock, so that both processes are surely waiting at once.
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        upgrades = [
+            subprocess.Popen(
+                [BIN / "flask", "db", "upgrade"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        wait_for(lambda: holder.execute(waiting).scalar() == 2, 30, "both to wait for the lock")
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        holder.commit()
+    outputs = [upgrade.communicate(timeout=60)[0] for upgrade in upgrades]
+
+    assert [upgrade.returncode for upgrade in upgrades] == [0, 0], outputs
+    assert sum("Running upgrade  -> 0001" in output for output in outputs) == 1, outputs
+    head = ScriptDirectory(str(ROOT / "migrations")).get_current_head()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [(head,)]
+    engine.dispose()

@@ -1,28 +1,20 @@
 """``honcho start`` runs the Procfile's web, worker and clock, and they stay up until stopped."""
 
+import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from rq import Worker
 from rq.cron import CronScheduler
 
 from blog.embedded_redis import free_port
+from tests.dynos import BIN, ROOT, procfile, wait_for
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def procfile() -> dict[str, str]:
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
 
 
 def test_the_procfile_has_web_worker_and_clock_and_no_release_line():
@@ -30,16 +22,16 @@ def test_the_procfile_has_web_worker_and_clock_and_no_release_line():
     assert set(procfile()) == {"web", "worker", "clock"}
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+def test_app_json_runs_one_of_each_process_with_postgres_and_redis():
+    manifest = json.loads((ROOT / "app.json").read_text())
+    assert manifest["formation"] == {name: {"quantity": 1} for name in procfile()}
+    assert {addon.split(":")[0] for addon in manifest["addons"]} == {
+        "heroku-postgresql",
+        "heroku-redis",
+    }
+    assert manifest["env"]["APP_ENV"]["value"] == "production"
+    assert manifest["env"]["SECRET_KEY"]["generator"] == "secret"
+    assert manifest["healthchecks"]["web"][0]["path"] == "/healthz"
 
 
 def test_honcho_start_keeps_web_worker_and_clock_up_until_stopped(

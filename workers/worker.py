@@ -2,14 +2,15 @@
 
 It is RQ's ``HerokuWorker`` (fork a work-horse per job; on SIGTERM let the running job finish,
 but interrupt it after ``imminent_shutdown_delay`` seconds so the process is gone before a
-platform's 30 s grace period ends), plus five things this app needs:
+platform's 30 s grace period ends), plus six things this app needs:
 
 - one Flask app per worker process, made before the first fork, so each work-horse inherits
   it instead of building its own;
 - fresh database connections in every work-horse (see ``main_work_horse``);
 - one log line when a job starts and one when it ends, with its duration and outcome;
 - the processed and failed totals of the admin stats page (see ``blog.admin.counters``);
-- a job interrupted by a shutdown goes back to the front of its queue instead of failing.
+- a job interrupted by a shutdown goes back to the front of its queue instead of failing;
+- short waits, so that a SIGTERM is never noticed too late (see ``SIGNAL_CHECK_INTERVAL``).
 """
 
 import logging
@@ -25,6 +26,12 @@ from blog.extensions import db
 from workers import process_app
 
 log = logging.getLogger("workers.jobs")
+
+# The longest the worker blocks at a time, waiting for a job or for its work-horse.
+# A platform signals every process at once, and a signal that lands just as the worker
+# starts to wait is handled only when the wait ends: after RQ's default waits (405 s for a
+# job, 30 s for a horse), the platform would have killed the worker already.
+SIGNAL_CHECK_INTERVAL = 5
 
 
 class JobReports:
@@ -73,8 +80,13 @@ class Worker(JobReports, HerokuWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.job_monitoring_interval = SIGNAL_CHECK_INTERVAL
         self.app = process_app()
         self._interrupted_by_shutdown = False
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return SIGNAL_CHECK_INTERVAL
 
     def main_work_horse(self, job, queue):
         # The work-horse is a fork: it shares the parent's open sockets. Two processes talking
