@@ -22,6 +22,30 @@ class ConfigError(RuntimeError):
     """The environment does not describe a configuration the app can run with."""
 
 
+def number(environ, name: str, default: str, kind=int, low: float = 0, high: float | None = None):
+    """The variable ``name`` as a number of ``kind`` between ``low`` and ``high``, or a
+    ConfigError that names it."""
+    raw = environ.get(name, default).strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a{'n integer' if kind is int else ' number'}, not {raw!r}"
+        ) from None
+    if not (low <= value and (high is None or value <= high)):  # also refuses nan
+        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {limits}, not {raw}")
+    return value
+
+
+def without_password(url: str) -> str:
+    """``url`` fit for an error message or a log line: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def app_env(environ=os.environ) -> str:
     """``APP_ENV``; on a Heroku dyno (``DYNO`` is set) the default is production."""
     default = "production" if "DYNO" in environ else "development"
@@ -82,7 +106,10 @@ def redis_url(environ, instance_path: Path | None) -> str:
 
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url!r}")
+        raise ConfigError(
+            "REDIS_URL must start with redis://, rediss:// or unix://, "
+            f"not {without_password(url)!r}"
+        )
     options = dict(REDIS_URL_OPTIONS)
     cert_reqs = environ.get("REDIS_SSL_CERT_REQS", "").strip().lower()
     if parts.scheme == "rediss" and cert_reqs:
@@ -127,7 +154,9 @@ def app_url(environ, env: str) -> str:
     url = environ.get("APP_URL", "").strip().rstrip("/")
     if url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise ConfigError(f"APP_URL must be like https://blog.example.com, not {url!r}")
+            raise ConfigError(
+                f"APP_URL must be like https://blog.example.com, not {without_password(url)!r}"
+            )
         return url
     if env == "production":
         raise ConfigError("APP_URL must be set in production (e.g. https://blog.example.com)")
@@ -152,7 +181,9 @@ def mail_server(url: str) -> MailServer:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigError(f"MAIL_URL must be like smtp://user:password@host:587, not {url!r}")
+        raise ConfigError(
+            f"MAIL_URL must be like smtp://user:password@host:587, not {without_password(url)!r}"
+        )
     options = dict(parse_qsl(parts.query))
     if options not in ({}, {"tls": "off"}) or (options and parts.scheme == "smtps"):
         raise ConfigError("MAIL_URL takes one option, for smtp:// only: ?tls=off")
@@ -194,8 +225,8 @@ def engine_options(url: str, environ) -> dict:
         # Web and worker processes write at once: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 15}}
     return {
-        "pool_size": int(environ.get("DATABASE_POOL_SIZE", "2")),
-        "max_overflow": int(environ.get("DATABASE_MAX_OVERFLOW", "0")),
+        "pool_size": number(environ, "DATABASE_POOL_SIZE", "2", low=1),
+        "max_overflow": number(environ, "DATABASE_MAX_OVERFLOW", "0"),
         # A connection the server or the network dropped is replaced before it is used.
         "pool_pre_ping": True,
         "pool_recycle": 300,
@@ -211,7 +242,7 @@ def trusted_proxies(environ, env: str) -> int:
     nginx); the app takes the client's address and scheme from what it adds, and from no one
     else. Elsewhere nothing does, and a header a client sent itself must not be believed.
     """
-    count = int(environ.get("TRUSTED_PROXIES", "1" if env == "production" else "0"))
+    count = number(environ, "TRUSTED_PROXIES", "1" if env == "production" else "0")
     if count < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more")
     return count
@@ -232,19 +263,19 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "REDIS_URL": redis,
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
         "TAGGING_MODE": tagging_mode(environ),
-        "TAGGER_LATENCY": float(environ.get("TAGGER_LATENCY", "1")),
-        "TAGGER_FAILURE_RATE": float(environ.get("TAGGER_FAILURE_RATE", "0")),
-        "RETRY_BACKOFF_FACTOR": float(environ.get("RETRY_BACKOFF_FACTOR", "1")),
+        "TAGGER_LATENCY": number(environ, "TAGGER_LATENCY", "1", float, high=60),
+        "TAGGER_FAILURE_RATE": number(environ, "TAGGER_FAILURE_RATE", "0", float, high=1),
+        "RETRY_BACKOFF_FACTOR": number(environ, "RETRY_BACKOFF_FACTOR", "1", float, high=100),
         # Work left pending this long (its enqueue was lost) is enqueued again.
-        "STRANDED_AFTER_SECONDS": int(environ.get("STRANDED_AFTER_SECONDS", "300")),
+        "STRANDED_AFTER_SECONDS": number(environ, "STRANDED_AFTER_SECONDS", "300"),
         "APP_URL": app_url(environ, env),
         # Without MAIL_URL, email stays in the outbox table: read it at /dev/mail.
         "MAIL_URL": mail_url(environ),
         "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
         # An attempt to send an email holds it this long; then another may take it over.
-        "MAIL_CLAIM_LEASE_SECONDS": int(environ.get("MAIL_CLAIM_LEASE_SECONDS", "180")),
+        "MAIL_CLAIM_LEASE_SECONDS": number(environ, "MAIL_CLAIM_LEASE_SECONDS", "180", low=1),
         # How long after signing up a user who has not posted gets a reminder.
-        "SIGNUP_REMINDER_DELAY": int(environ.get("SIGNUP_REMINDER_DELAY", str(24 * 3600))),
+        "SIGNUP_REMINDER_DELAY": number(environ, "SIGNUP_REMINDER_DELAY", str(24 * 3600)),
         # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
         "DEV_MAILBOX": not production,
         # Signup sends email, so it is rate-limited per client address, counted in Redis.
@@ -265,7 +296,7 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
-        "POSTS_PER_PAGE": int(environ.get("POSTS_PER_PAGE", "10")),
+        "POSTS_PER_PAGE": number(environ, "POSTS_PER_PAGE", "10", low=1, high=100),
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
         "RQ_DASHBOARD_DISABLE_DELETE": flag(environ, "RQ_DASHBOARD_DISABLE_DELETE"),
         # A request body larger than this gets a 413 page before any form parsing.

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,24 @@ def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_conf
         "/seen", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}
     )
     assert (response.json["scheme"], response.json["address"]) == seen
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TAGGER_LATENCY", "abc", "TAGGER_LATENCY must be a number, not 'abc'"),
+        ("TAGGER_FAILURE_RATE", "2", "TAGGER_FAILURE_RATE must be between 0 and 1"),
+        ("TAGGER_FAILURE_RATE", "nan", "TAGGER_FAILURE_RATE must be between 0 and 1"),
+        ("STRANDED_AFTER_SECONDS", "1.5", "STRANDED_AFTER_SECONDS must be an integer"),
+        ("POSTS_PER_PAGE", "0", "POSTS_PER_PAGE must be between 1 and 100"),
+    ],
+)
+def test_a_bad_number_names_its_variable(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_environment(tmp_path, {"APP_ENV": "testing", name: value})
+
+
+def test_a_bad_url_is_reported_without_its_password(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        from_environment(tmp_path, {"APP_ENV": "testing", "REDIS_URL": "http://u:s3cret@h/"})
+    assert "s3cret" not in str(error.value) and "***" in str(error.value)
