@@ -7,14 +7,13 @@ subprocesses) and drives Debian's Chromium through Playwright.
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from blog.embedded_redis import free_port
+from tests.dynos import BIN, ROOT, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -27,26 +26,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):
         raise RuntimeError("CI must run the browser tests: install Debian's chromium")
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the web process exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=5).close()
-            return
-        except OSError:  # refused, reset or timed out while the server starts
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer")
 
 
 @pytest.fixture
@@ -66,7 +50,7 @@ def site(app, live_redis, process_env):
     ]
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, processes[0])
+        wait_for(lambda: urllib.request.urlopen(url, timeout=5).status == 200, 30, "the web")
         yield url
     finally:
         for process in processes:
