@@ -7,9 +7,10 @@ export FLASK_APP := app.py
 .PHONY: run test lint format migrate shell clean
 
 # The venv is rebuilt whenever a requirements file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 run: $(VENV)/.installed  ## set up everything; web, worker and clock on http://127.0.0.1:5000

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from rq import Queue  # noqa: E402
+from rq import Queue
 
-from blog.embedded_redis import EmbeddedRedis  # noqa: E402
+from blog.embedded_redis import EmbeddedRedis
 
 
 def procfile_command(name: str) -> str:

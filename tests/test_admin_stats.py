@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from blog.admin import chart, counters
+from blog import job_stats
+from blog.admin import chart
 from blog.queues import enqueue
 from tests import factories
 from workers.demo import demo
@@ -32,7 +33,7 @@ def test_round_up_to_a_readable_top_of_the_chart():
 
 def test_bars_scale_to_the_top_of_the_chart():
     start = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
-    minutes = [counters.Minute(start, 0, 0)] * 59 + [counters.Minute(start, 40, 10)]
+    minutes = [job_stats.Minute(start, 0, 0)] * 59 + [job_stats.Minute(start, 40, 10)]
     drawn = chart.per_minute(minutes)
     assert drawn.top == 50
     assert (drawn.bars[-1].processed, drawn.bars[-1].failed) == (120.0, 30.0)

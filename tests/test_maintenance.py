@@ -2,11 +2,12 @@
 
 from datetime import timedelta
 
+from blog import job_stats
 from blog.extensions import db
 from blog.models import DONE, PENDING, Post, utcnow
-from blog.queues import get_queue
+from blog.queues import get_queue, redis_connection
 from tests import factories
-from workers.maintenance import cached_stats, refresh_stats, requeue_stranded_work
+from workers.maintenance import refresh_stats, requeue_stranded_work
 from workers.tagging import schedule_tagging
 
 
@@ -47,11 +48,11 @@ def test_stranded_work_is_tagged_once_requeued(app_ctx, ada, run_jobs):
 
 
 def test_refresh_stats_caches_the_blog_figures(app_ctx, ada, grace):
-    assert cached_stats() is None
+    assert job_stats.cached_blog_stats(redis_connection()) is None
     factories.post(ada, body="one two three", tags=["redis", "rq"])
     factories.post(grace, body="four five", tags=["redis"])
     refresh_stats()
-    stats = cached_stats()
+    stats = job_stats.cached_blog_stats(redis_connection())
     assert stats["users"] == 2
     assert stats["posts"] == 2
     assert stats["words"] == 5

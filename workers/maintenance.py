@@ -1,6 +1,5 @@
 """Recurring jobs that keep the app healthy; ``workers/cron.py`` schedules them."""
 
-import json
 import logging
 from datetime import timedelta
 
@@ -9,6 +8,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import and_, func, or_, select
 
+from blog import job_stats
 from blog.extensions import db
 from blog.models import PENDING, Email, Post, PostTag, Tag, User, utcnow
 from blog.queues import redis_connection
@@ -18,7 +18,6 @@ from workers.tagging import schedule_tagging, tagging_job_id
 
 log = logging.getLogger(__name__)
 
-BLOG_STATS_KEY = "blog:stats"
 _IN_FLIGHT = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -96,11 +95,5 @@ def refresh_stats() -> dict:
         "tagging": {str(state): count for state, count in tagging},
         "computed_at": utcnow().isoformat(),
     }
-    redis_connection().set(BLOG_STATS_KEY, json.dumps(stats))
+    job_stats.store_blog_stats(redis_connection(), stats)
     return stats
-
-
-def cached_stats() -> dict | None:
-    """What ``refresh_stats`` computed last, or None if it has not run yet."""
-    raw = redis_connection().get(BLOG_STATS_KEY)
-    return json.loads(raw) if raw else None

@@ -8,7 +8,7 @@ platform's 30 s grace period ends), plus six things this app needs:
   it instead of building its own;
 - fresh database connections in every work-horse (see ``main_work_horse``);
 - one log line when a job starts and one when it ends, with its duration and outcome;
-- the processed and failed totals of the admin stats page (see ``blog.admin.counters``);
+- the processed and failed totals of the admin stats page (see ``blog.job_stats``);
 - a job interrupted by a shutdown goes back to the front of its queue instead of failing;
 - short waits, so that a SIGTERM is never noticed too late (see ``SIGNAL_CHECK_INTERVAL``).
 """
@@ -21,7 +21,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JobStatus
 from rq.worker import HerokuWorker, SimpleWorker
 
-from blog.admin import counters
+from blog import job_stats
 from blog.extensions import db
 from workers import process_app
 
@@ -56,7 +56,7 @@ class JobReports:
                 time.monotonic() - started,
                 note,
             )
-            counters.record_job(self.connection, failed=status != JobStatus.FINISHED)
+            job_stats.record_job(self.connection, failed=status != JobStatus.FINISHED)
 
 
 OUTCOMES = {

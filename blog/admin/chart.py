@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from blog.admin.counters import Minute
+from blog.job_stats import Minute
 
 WIDTH = 600
 HEIGHT = 150

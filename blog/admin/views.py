@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, redirect, render_template, url_for
 
-from blog import queue_admin
-from blog.admin import chart, counters
+from blog import job_stats, queue_admin
+from blog.admin import chart
 from blog.queues import redis_connection
-from workers.maintenance import cached_stats
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -29,13 +28,13 @@ def stats():
     connection = redis_connection()
     queues = queue_admin.queue_stats()
     workers = queue_admin.worker_stats()
-    blog = cached_stats()
+    blog = job_stats.cached_blog_stats(connection)
     if blog:
         blog["computed_at"] = datetime.fromisoformat(blog["computed_at"])
     return render_template(
         "admin/stats.html",
-        totals=counters.totals(connection),
-        chart=chart.per_minute(counters.last_hour(connection)),
+        totals=job_stats.totals(connection),
+        chart=chart.per_minute(job_stats.last_hour(connection)),
         queues=queues,
         workers=workers,
         busy=sum(w.state == "busy" for w in workers),

@@ -1,15 +1,18 @@
-"""Totals of the jobs the workers have run, and of those that failed, kept in Redis.
+"""Figures about the jobs, kept in Redis: written by the worker and jobs, read by the admin pages.
+
+Totals of the jobs the workers have run, and of those that failed.
 
 RQ forgets a finished job after its ``result_ttl`` and a worker's own counts die with it, so
 the app keeps its own, as Sidekiq does: two all-time totals, and the same per minute for the
 chart (those keys expire once the chart no longer shows them). The worker adds to them as each
-job ends (``workers.worker.JobReports``).
+job ends (``workers.worker``).
 
 "Processed" counts executions, whatever their outcome; "failed" counts the executions that did
 not finish (the job raised, timed out or was killed). A job retried twice and then successful
 adds 3 to processed and 2 to failed.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -63,3 +66,17 @@ def last_hour(connection: Redis, now: datetime | None = None) -> list[Minute]:
     values = [int(value or 0) for value in connection.mget(keys)]
     processed, failed = values[:CHART_MINUTES], values[CHART_MINUTES:]
     return [Minute(*row) for row in zip(starts, processed, failed, strict=True)]
+
+
+BLOG_STATS_KEY = "blog:stats"
+
+
+def store_blog_stats(connection: Redis, stats: dict) -> None:
+    """Keep the blog's figures that ``refresh_stats`` worked out, for the stats page."""
+    connection.set(BLOG_STATS_KEY, json.dumps(stats))
+
+
+def cached_blog_stats(connection: Redis) -> dict | None:
+    """What ``refresh_stats`` computed last, or None if it has not run yet."""
+    raw = connection.get(BLOG_STATS_KEY)
+    return json.loads(raw) if raw else None

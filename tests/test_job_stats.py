@@ -4,24 +4,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from blog.admin import counters
+from blog import job_stats
 from blog.queues import backoff, enqueue
 from workers.demo import demo
 
 
 def totals(app) -> dict:
-    return counters.totals(app.extensions["redis"])
+    return job_stats.totals(app.extensions["redis"])
 
 
 def test_counts_go_to_the_minute_they_happened_in(app):
     connection = app.extensions["redis"]
     now = datetime(2026, 11, 23, 18, 30, 40, tzinfo=UTC)
-    counters.record_job(connection, failed=False, at=now - timedelta(minutes=2))
-    counters.record_job(connection, failed=True, at=now)
-    counters.record_job(connection, failed=False, at=now - timedelta(hours=3))  # off the chart
+    job_stats.record_job(connection, failed=False, at=now - timedelta(minutes=2))
+    job_stats.record_job(connection, failed=True, at=now)
+    job_stats.record_job(connection, failed=False, at=now - timedelta(hours=3))  # off the chart
 
-    assert counters.totals(connection) == {"processed": 3, "failed": 1}
-    minutes = counters.last_hour(connection, now=now)
+    assert job_stats.totals(connection) == {"processed": 3, "failed": 1}
+    minutes = job_stats.last_hour(connection, now=now)
     assert len(minutes) == 60
     assert minutes[0].start == datetime(2026, 11, 23, 17, 31, tzinfo=UTC)
     assert (minutes[-1].start, minutes[-1].processed, minutes[-1].failed) == (
@@ -35,7 +35,7 @@ def test_counts_go_to_the_minute_they_happened_in(app):
 
 def test_a_minutes_counts_expire_and_the_totals_do_not(app):
     connection = app.extensions["redis"]
-    counters.record_job(connection, failed=True)
+    job_stats.record_job(connection, failed=True)
     minute_keys = connection.keys("blog:jobs:*:*")
     assert len(minute_keys) == 2
     assert all(0 < connection.ttl(key) <= 2 * 3600 for key in minute_keys)
@@ -64,5 +64,5 @@ def test_the_forking_worker_counts_in_redis(app, live_redis, rq_worker):
         enqueue(demo, 0, "fine")
         enqueue(demo, 0, "broken", 1.0)
     rq_worker()
-    assert counters.totals(live_redis) == {"processed": 2, "failed": 1}
-    assert sum(m.processed for m in counters.last_hour(live_redis)) == 2
+    assert job_stats.totals(live_redis) == {"processed": 2, "failed": 1}
+    assert sum(m.processed for m in job_stats.last_hour(live_redis)) == 2
