@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from rq import Queue
 
 from blog.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def procfile_command(name: str) -> str:
