@@ -169,7 +169,15 @@ def parse_time(value: str) -> datetime:
     show_default=True,
     help="Retry a failed job this many times, with Sidekiq-style backoff.",
 )
-def demo_command(delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries):
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 24 * 3600),
+    help="Stop a job still running after this many seconds: it fails (and is retried if it "
+    "has retries left). RQ's default is 180.",
+)
+def demo_command(
+    delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries, timeout
+):
     """Run the demo job: sleep, log the message, return it."""
     if in_seconds is not None and at_time is not None:
         raise click.UsageError("Give --in or --at, not both.")
@@ -183,6 +191,8 @@ def demo_command(delay, message, count, inline, queue, in_seconds, at_time, fail
     except UnsafeJobArgument as error:
         raise click.BadParameter(str(error), param_hint="--message") from None
     options = {"retry": backoff(retries)} if retries else {}
+    if timeout:
+        options["job_timeout"] = timeout
     delay_until = None
     if in_seconds is not None:
         delay_until = timedelta(seconds=in_seconds)
@@ -199,7 +209,8 @@ def demo_command(delay, message, count, inline, queue, in_seconds, at_time, fail
         click.echo(job.id)
     due = datetime.now(UTC) + delay_until if delay_until else None
     when = f" to run at {due:%Y-%m-%d %H:%M:%S} UTC" if due else ""
-    click.echo(f"Enqueued {len(enqueued)} demo job(s) on {queue}{when}.", err=True)
+    limit = f", timeout {timeout} s" if timeout else ""
+    click.echo(f"Enqueued {len(enqueued)} demo job(s) on {queue}{when}{limit}.", err=True)
 
 
 @jobs.command("stats")

@@ -235,6 +235,29 @@ def engine_options(url: str, environ) -> dict:
     }
 
 
+WORKER_MODES = ("threads", "fork")
+
+
+def worker_settings(environ) -> dict:
+    """How the worker runs its jobs (the README's "The worker" says how to choose)."""
+    mode = environ.get("WORKER_MODE", "threads").strip().lower()
+    if mode not in WORKER_MODES:
+        raise ConfigError(f"WORKER_MODE must be one of {', '.join(WORKER_MODES)}, not {mode!r}")
+    return {
+        "WORKER_MODE": mode,
+        # Jobs run at once by one worker dyno: threads over WORKER_PROCESSES processes, or
+        # forking processes with WORKER_MODE=fork.
+        "WORKER_CONCURRENCY": number(environ, "WORKER_CONCURRENCY", "10", low=1, high=500),
+        "WORKER_PROCESSES": number(environ, "WORKER_PROCESSES", "1", low=1, high=64),
+        # A threads-mode process above this many MB of memory is replaced (0: never).
+        "WORKER_MEMORY_LIMIT": number(environ, "WORKER_MEMORY_LIMIT", "384", low=0),
+        # Seconds a running job gets to finish after SIGTERM; then it goes back to its queue.
+        "WORKER_SHUTDOWN_GRACE": number(environ, "WORKER_SHUTDOWN_GRACE", "20", float, high=20),
+        # Seconds between a worker's signs of life; four missed and its jobs are recovered.
+        "WORKER_HEARTBEAT": number(environ, "WORKER_HEARTBEAT", "5", float, low=0.5, high=60),
+    }
+
+
 def trusted_proxies(environ, env: str) -> int:
     """``TRUSTED_PROXIES``: how many proxies in front of the app add X-Forwarded-* headers.
 
@@ -308,4 +331,5 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
+        **worker_settings(environ),
     }

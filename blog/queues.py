@@ -10,13 +10,15 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import rq
 from flask import Flask, current_app
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -43,6 +45,23 @@ def backoff(max_retries: int) -> Retry:
     factor = current_app.config["RETRY_BACKOFF_FACTOR"]
     waits = [n**4 + 15 + random.randint(0, 10 * (n + 1)) for n in range(max_retries)]
     return Retry(max=max_retries, interval=[round(wait * factor) for wait in waits])
+
+
+class Queue(rq.Queue):
+    """RQ's queue, keeping a scheduled job's due time to the microsecond.
+
+    RQ 2.12 stores it rounded down to the second, so a scheduler reading it back runs jobs up
+    to a second early. Every queue of the app, the worker's included, is of this class, so
+    ``enqueue_in``, ``enqueue_at`` and retries with a backoff all keep the exact time (and a
+    stock RQ scheduler, which compares with the current second, is never early with it).
+    """
+
+    def schedule_job(self, job: Job, datetime, pipeline=None, unique: bool = False) -> Job:
+        job = super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
+        connection = pipeline if pipeline is not None else self.connection
+        key = ScheduledJobRegistry(queue=self).key
+        connection.zadd(key, {job.id: datetime.timestamp()}, xx=True)
+        return job
 
 
 class UnsafeJobArgument(TypeError):
@@ -125,6 +144,8 @@ def enqueue(func, *args, queue: str = "default", delay: timedelta | None = None,
 def enqueue_many(func, args_list: list[tuple], queue: str = "default", **options) -> list[Job]:
     """Put one ``func(*args)`` job per item of ``args_list`` on ``queue``, in one round trip."""
     requests = [JobRequest(func, tuple(args), queue) for args in args_list]
+    if "job_timeout" in options:  # enqueue() calls it job_timeout, prepare_data timeout
+        options["timeout"] = options.pop("job_timeout")
     return get_queue(queue).enqueue_many(
         [Queue.prepare_data(r.func, r.args, **options) for r in requests]
     )

@@ -24,6 +24,7 @@ from blog.config import database_url
 from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
 from tests import factories
+from tests.dynos import kill_tree
 from tests.mail_catcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,22 +150,14 @@ def process_env(database_config) -> dict:
         "RETRY_BACKOFF_FACTOR": "0",
         "MAIL_URL": "",
         "PYTHONUNBUFFERED": "1",
+        # A dead worker's jobs are recovered after 4 missed heartbeats: 2 s, not 20.
+        "WORKER_HEARTBEAT": "0.5",
     }
 
 
-def rq_worker_command(*extra_args: str) -> list[str]:
-    """The Procfile's worker (a real, forking ``rq worker``), until the queues are empty."""
-    return [
-        str(Path(sys.executable).parent / "rq"),
-        "worker",
-        "-c",
-        "workers.settings",
-        "-w",
-        "workers.worker.Worker",
-        "--with-scheduler",
-        "--burst",
-        *extra_args,
-    ]
+def worker_command(*extra_args: str) -> list[str]:
+    """The Procfile's worker: ``python -m workers``."""
+    return [sys.executable, "-m", "workers", *extra_args]
 
 
 @pytest.fixture
@@ -173,7 +166,7 @@ def rq_worker(process_env):
 
     def run(*extra_args: str, env: dict | None = None, timeout: float = 60):
         return subprocess.run(
-            rq_worker_command(*extra_args),
+            worker_command("--burst", *extra_args),
             env={**process_env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
@@ -194,7 +187,7 @@ def rq_worker_process(process_env, tmp_path):
     def start(*extra_args: str, env: dict | None = None) -> subprocess.Popen:
         with open(tmp_path / "worker.log", "a") as log:
             process = subprocess.Popen(
-                rq_worker_command(*extra_args),
+                worker_command(*extra_args),
                 env={**process_env, **(env or {})},
                 cwd=ROOT,
                 stdout=log,
@@ -203,10 +196,10 @@ def rq_worker_process(process_env, tmp_path):
         processes.append(process)
         return process
 
+    start.log_path = tmp_path / "worker.log"
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.kill()
+        kill_tree(process.pid)
         process.wait()
 
 

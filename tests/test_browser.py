@@ -7,6 +7,7 @@ subprocesses) and drives Debian's Chromium through Playwright.
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -43,7 +44,7 @@ def site(app, live_redis, process_env):
             [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
         ),
         subprocess.Popen(
-            [BIN / "rq", "worker", "-c", "workers.settings", "-w", "workers.worker.Worker"],
+            [sys.executable, "-m", "workers"],
             cwd=ROOT,
             env=env,
         ),

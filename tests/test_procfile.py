@@ -62,7 +62,7 @@ def test_honcho_start_keeps_web_worker_and_clock_up_until_stopped(
             60,
             "the web process",
         )
-        wait_for(lambda: len(Worker.all(connection=connection)) == 1, 30, "the worker")
+        wait_for(lambda: Worker.all(connection=connection), 30, "the worker")
         wait_for(lambda: len(CronScheduler.all(connection)) == 1, 30, "the clock")
         time.sleep(3)
         assert honcho.poll() is None, "honcho stopped on its own"

@@ -1,43 +1,47 @@
-"""The worker class the Procfile runs: ``rq worker-pool --worker-class workers.worker.Worker``.
+"""The RQ worker classes the worker processes run (see ``workers.supervisor`` for the whole).
 
-It is RQ's ``HerokuWorker`` (fork a work-horse per job; on SIGTERM let the running job finish,
-but interrupt it after ``imminent_shutdown_delay`` seconds so the process is gone before a
-platform's 30 s grace period ends), plus six things this app needs:
+- ``ThreadWorker``: one of the threads of a worker process (``WORKER_MODE=threads``, the
+  default). It is RQ's in-process ``SimpleWorker``, registered under a name of its own, made
+  safe to run beside the others: the process, not the thread, handles signals, heartbeats and
+  commands, and a job is stopped by an exception raised in its thread (``workers.interrupts``).
+- ``ForkWorker``: RQ's ``HerokuWorker``, forking a work-horse per job (``WORKER_MODE=fork``).
+- ``InProcessWorker``: runs jobs in the test process, for tests.
 
-- one Flask app per worker process, made before the first fork, so each work-horse inherits
-  it instead of building its own;
-- fresh database connections in every work-horse (see ``main_work_horse``);
-- one log line when a job starts and one when it ends, with its duration and outcome;
-- the processed and failed totals of the admin stats page (see ``blog.job_stats``);
-- a job interrupted by a shutdown goes back to the front of its queue instead of failing;
-- short waits, so that a SIGTERM is never noticed too late (see ``SIGNAL_CHECK_INTERVAL``).
+All of them log one line when a job starts and one when it ends, with its duration and outcome,
+and count it for the admin stats page (``blog.job_stats``); a job interrupted because its
+worker stops goes back to the front of its queue instead of failing.
 """
 
 import logging
-import os
+import threading
 import time
 
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.worker import HerokuWorker, SimpleWorker
 
 from blog import job_stats
 from blog.extensions import db
-from workers import process_app
+from blog.queues import Queue
+from workers import interrupts, process_app
+from workers.recovery import DEAD_AFTER_HEARTBEATS
 
 log = logging.getLogger("workers.jobs")
 
-# The longest the worker blocks at a time, waiting for a job or for its work-horse.
-# A platform signals every process at once, and a signal that lands just as the worker
-# starts to wait is handled only when the wait ends: after RQ's default waits (405 s for a
-# job, 30 s for a horse), the platform would have killed the worker already.
-SIGNAL_CHECK_INTERVAL = 5
+# A job interrupted this many times by its worker stopping (shutdowns, memory recycles) fails
+# instead of going back to its queue: it is most likely what makes the worker stop.
+MAX_INTERRUPTIONS = 3
+# Seconds an idle thread waits for a job before it looks whether it should stop.
+STOP_CHECK = 1
 
 
-class JobReports:
-    """After each job, one log line (what ran, how it ended, how long it took) and the counts
-    for the admin stats page. ``execute_job`` runs in the worker process itself, so both
-    happen even when the work-horse crashes or is killed."""
+class JobLog:
+    """One log line as each job starts and one as it ends, and the stats page's counts.
+    ``execute_job`` runs in the worker itself, not in a work-horse, so both happen even when a
+    work-horse crashes or is killed."""
+
+    queue_class = Queue
+    log_result_lifespan = False  # the line per job says what happened
 
     def execute_job(self, job, queue):
         started = time.monotonic()
@@ -58,10 +62,27 @@ class JobReports:
             )
             job_stats.record_job(self.connection, failed=status != JobStatus.FINISHED)
 
+    def may_requeue_interrupted(self, job: Job) -> bool:
+        """Count one more interruption of ``job`` by its worker stopping; False once that
+        happened too often for it to go back to its queue again."""
+        interruptions = job.meta.get("interruptions", 0) + 1
+        if interruptions >= MAX_INTERRUPTIONS:
+            return False
+        job.meta["interruptions"] = interruptions
+        job.save_meta()
+        return True
+
+
+def log_requeued(job: Job, queue) -> None:
+    log.warning(
+        "job %s was interrupted by its worker stopping; back at the front of %s", job.id, queue.name
+    )
+
 
 OUTCOMES = {
     JobStatus.FINISHED: ("finished", ""),
     JobStatus.FAILED: ("failed", ""),
+    JobStatus.STOPPED: ("stopped", ""),
     JobStatus.SCHEDULED: ("failed", ", retry scheduled"),
     JobStatus.QUEUED: ("requeued", ""),
 }
@@ -74,19 +95,108 @@ def final_status(job) -> JobStatus:
         return JobStatus.FINISHED  # and deleted at once, as its result_ttl is 0
 
 
-class Worker(JobReports, HerokuWorker):
-    log_result_lifespan = False  # our own line per job says what happened
-    imminent_shutdown_delay = int(os.environ.get("WORKER_SHUTDOWN_GRACE", "20"))
+class ThreadWorker(JobLog, SimpleWorker):
+    """One thread of a worker process, running one job at a time."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.job_monitoring_interval = SIGNAL_CHECK_INTERVAL
+    death_penalty_class = interrupts.Deadline
+
+    def __init__(self, *args, heartbeat: float, **kwargs):
+        super().__init__(*args, worker_ttl=int(heartbeat * DEAD_AFTER_HEARTBEATS), **kwargs)
+        self.thread_id: int | None = None
+        self.done = False
+        self.running: tuple[Job, Queue] | None = None
+        self._interruption: type[interrupts.JobInterrupted] | None = None
+
+    def work(self, *args, **kwargs):
+        self.thread_id = threading.get_ident()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self.done = True
+
+    # The process does these for all its threads (see workers.process).
+    def _install_signal_handlers(self):
+        pass
+
+    def subscribe(self):
+        pass
+
+    def unsubscribe(self):
+        pass
+
+    def procline(self, message):
+        pass
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        # RQ's clean-up every 10 minutes, per worker: the supervisor's recovery sweep does the
+        # part that matters, every heartbeat, once per dyno.
+        return False
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        # RQ extends the key by a job's whole timeout while it runs: then a dead worker would
+        # look alive (and busy) for minutes. The process renews it every heartbeat instead.
+        super().heartbeat(self.worker_ttl, pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """Wait for a job as RQ does, but in short waits, so that a stop is noticed."""
+        if timeout is None:  # burst: do not wait
+            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(STOP_CHECK, max_idle_time=STOP_CHECK)
+            if result is not None:
+                return result
+        return None
+
+    def execute_job(self, job, queue):
+        self.running = (job, queue)
+        self._interruption = None
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.running = None
+
+    def interrupt(self, reason: type[interrupts.JobInterrupted]) -> bool:
+        """Stop the job this thread runs, raising ``reason`` in it."""
+        if self.thread_id is None:
+            return False
+        self._interruption = reason
+        return interrupts.interrupt(self.thread_id, reason)
+
+    def kill_horse(self, sig=None):
+        # RQ's stop-job command ends here (after setting _stopped_job_id): no horse to kill.
+        self.interrupt(interrupts.JobStopped)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        if self._interruption is interrupts.WorkerStopping and self.may_requeue_interrupted(job):
+            with self.connection.pipeline() as pipeline:
+                queue.enqueue_job(job, pipeline=pipeline, at_front=True)  # first: see recovery
+                self.cleanup_execution(job, pipeline=pipeline)
+                pipeline.execute()
+            log_requeued(job, queue)
+            return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)
+
+
+class ForkWorker(JobLog, HerokuWorker):
+    """RQ's forking worker: a work-horse per job. On SIGTERM the running job gets
+    ``WORKER_SHUTDOWN_GRACE`` seconds, then is interrupted and put back on its queue."""
+
+    def __init__(self, *args, heartbeat: float, shutdown_grace: int, **kwargs):
+        super().__init__(*args, worker_ttl=int(heartbeat * DEAD_AFTER_HEARTBEATS), **kwargs)
+        self.job_monitoring_interval = max(1, round(heartbeat))
+        self.imminent_shutdown_delay = shutdown_grace
         self.app = process_app()
         self._interrupted_by_shutdown = False
 
     @property
     def dequeue_timeout(self) -> int:
-        return SIGNAL_CHECK_INTERVAL
+        # A platform signals every process at once; a signal landing as the worker starts to
+        # wait is handled when the wait ends, which must come well before the SIGKILL.
+        return self.job_monitoring_interval
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        super().heartbeat(self.worker_ttl, pipeline)
 
     def main_work_horse(self, job, queue):
         # The work-horse is a fork: it shares the parent's open sockets. Two processes talking
@@ -102,12 +212,24 @@ class Worker(JobReports, HerokuWorker):
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
         super().handle_job_failure(job, queue, started_job_registry, exc_string)
-        if self._interrupted_by_shutdown and job.get_status(refresh=True) == JobStatus.FAILED:
+        if (
+            self._interrupted_by_shutdown
+            and job.get_status(refresh=True) == JobStatus.FAILED
+            and self.may_requeue_interrupted(job)
+        ):
             job.requeue(at_front=True)
-            log.warning(
-                "job %s was interrupted by a shutdown; back at the front of %s", job.id, queue.name
-            )
+            log_requeued(job, queue)
 
 
-class InProcessWorker(JobReports, SimpleWorker):
+class InProcessWorker(JobLog, SimpleWorker):
     """Runs jobs in its own process, without forking: for tests and debugging."""
+
+
+def worker_name(hostname: str, pid: int, number: int) -> str:
+    """Names that tell which process a worker thread belongs to (the supervisor needs that
+    when a process dies)."""
+    return f"{hostname}.{pid}.{number}"
+
+
+def process_prefix(hostname: str, pid: int) -> str:
+    return f"{hostname}.{pid}."

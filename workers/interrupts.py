@@ -1,0 +1,110 @@
+"""Stopping a job that runs in a thread: for its timeout, a stop command, or a shutdown.
+
+A thread cannot be killed. CPython can only raise an exception in it
+(``PyThreadState_SetAsyncExc``), which happens at its next Python instruction: a job stuck
+inside one long C call (a ``time.sleep(60)``, a socket read without a timeout) notices only
+when that call returns. So the app's own jobs sleep in short steps and give their network
+calls timeouts, and a worker process whose job does not stop soon after the exception was
+raised gives up on it and restarts (see ``workers.process``).
+
+The exception is only raised while the job's function runs: between ``Deadline.__enter__`` and
+``__exit__``, which RQ puts around ``job.perform()``. Raised anywhere else it could break RQ's
+own bookkeeping of the job.
+"""
+
+import ctypes
+import threading
+import time
+
+from rq.timeouts import JobTimeoutException
+
+_lock = threading.Lock()
+_running: dict[int, "Deadline"] = {}  # thread id -> the job function it runs right now
+
+
+class JobInterrupted(BaseException):
+    """Raised inside a running job to stop it. A BaseException, like RQ's own shutdown
+    exception, so that a job's ``except Exception`` does not swallow it."""
+
+    message = "the job was interrupted"
+
+    def __init__(self, *args):
+        super().__init__(*(args or (self.message,)))
+
+
+class JobTimedOut(JobInterrupted, JobTimeoutException):
+    message = "the job ran past its timeout"
+
+
+class JobStopped(JobInterrupted):
+    message = "the job was stopped by a stop-job command"
+
+
+class WorkerStopping(JobInterrupted):
+    message = "the worker is stopping; the job goes back to the front of its queue"
+
+
+class Deadline:
+    """RQ's death penalty for jobs in threads: the job's function registers here while it runs,
+    and the process's monitor raises ``JobTimedOut`` in it once ``timeout`` has passed."""
+
+    def __init__(self, timeout, exception=JobTimedOut, **kwargs):
+        self.thread_id = threading.get_ident()
+        self.at = time.monotonic() + timeout if timeout and timeout > 0 else None
+        self.timed_out = type(
+            "JobTimedOut",
+            (JobTimedOut,),
+            {"message": f"the job ran past its timeout of {timeout} s"},
+        )
+        self.interrupted_at: float | None = None
+        self.reason: type[JobInterrupted] | None = None
+
+    def __enter__(self):
+        with _lock:
+            _running[self.thread_id] = self
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            with _lock:
+                _running.pop(self.thread_id, None)
+                # Raised but not delivered yet: it was meant for the function that just ended.
+                _set_async_exc(self.thread_id, None)
+        except JobInterrupted:
+            # Delivered just as the function returned: it finished, so let that stand.
+            with _lock:
+                _running.pop(self.thread_id, None)
+        return False
+
+
+def interrupt(thread_id: int, reason: type[JobInterrupted]) -> bool:
+    """Raise ``reason`` in the job that thread ``thread_id`` runs, if it runs one right now."""
+    with _lock:
+        deadline = _running.get(thread_id)
+        if deadline is None or deadline.reason is not None:
+            return False
+        deadline.reason = reason
+        deadline.interrupted_at = time.monotonic()
+        _set_async_exc(thread_id, reason)
+        return True
+
+
+def overdue(now: float | None = None) -> list[Deadline]:
+    """The running jobs past their timeout that were not interrupted yet."""
+    now = time.monotonic() if now is None else now
+    with _lock:
+        return [d for d in _running.values() if d.reason is None and d.at and d.at <= now]
+
+
+def stuck(patience: float, now: float | None = None) -> list[Deadline]:
+    """The running jobs interrupted more than ``patience`` seconds ago that still run."""
+    now = time.monotonic() if now is None else now
+    with _lock:
+        return [
+            d for d in _running.values() if d.interrupted_at and d.interrupted_at + patience < now
+        ]
+
+
+def _set_async_exc(thread_id: int, exception: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )

@@ -1,0 +1,97 @@
+"""Moving scheduled jobs to their queues when they are due: never before, and promptly after.
+
+``enqueue_in``/``enqueue_at`` and a retry's backoff put a job in its queue's scheduled registry
+(``rq:scheduled:<queue>``), scored by its due time (to the microsecond: see
+``blog.queues.Queue``). Each tick, the scheduler enqueues the jobs whose time has come, and
+sleeps until the next one is due, a tick at most.
+
+One scheduler at a time: each queue's lock (RQ's own ``rq:scheduler-lock:<queue>`` key, so a
+stock ``rq worker --with-scheduler`` on the same Redis takes turns with this one) is held for
+``lock_seconds`` and renewed every tick. RQ's lock lasts 61 s and a stock worker tries to take
+a free one only every 10 minutes, so a killed worker stalled every scheduled job and retry for
+that long; here every worker process asks for a free lock at each tick, so a dead scheduler is
+replaced within ``lock_seconds``.
+
+Moving a job is one transaction (enqueue it, remove it from the registry), so no job is lost
+between the two.
+"""
+
+import logging
+import time
+
+from redis import Redis
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.scripts import ACQUIRE_OR_REFRESH_LOCK_SCRIPT, release_lock
+
+from blog.queues import Queue
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "rq:scheduler-lock:{}"
+# The longest sleep between two looks at the registries: also how soon a job scheduled for
+# "now" by another process is seen.
+TICK = 0.1
+BATCH = 500
+LOCK_TAKEN = 0  # what RQ's lock script answers when another scheduler holds the lock
+
+
+class Scheduler:
+    def __init__(self, connection: Redis, queue_names, name: str, lock_seconds: int):
+        self.connection = connection
+        self.queues = [Queue(name, connection=connection) for name in queue_names]
+        self.name = name
+        self.lock_seconds = lock_seconds
+        self.owned: set[str] = set()
+        self._lock = connection.register_script(ACQUIRE_OR_REFRESH_LOCK_SCRIPT)
+
+    def tick(self, now: float | None = None) -> float:
+        """Take or renew the locks and enqueue what is due, in one round trip when nothing is;
+        return how long to sleep before the next tick."""
+        now = time.time() if now is None else now
+        with self.connection.pipeline(transaction=False) as pipeline:
+            for queue in self.queues:
+                key = ScheduledJobRegistry(queue=queue).key
+                self._lock(
+                    keys=[LOCK_KEY.format(queue.name)],
+                    args=[self.name, self.lock_seconds],
+                    client=pipeline,
+                )
+                pipeline.zrangebyscore(key, "-inf", now, start=0, num=BATCH)
+                pipeline.zrange(key, 0, 0, withscores=True)
+            replies = pipeline.execute()
+        owned, next_due = set(), now + TICK
+        per_queue = zip(replies[0::3], replies[1::3], replies[2::3], strict=True)
+        for queue, (lock, due, upcoming) in zip(self.queues, per_queue, strict=True):
+            if lock == LOCK_TAKEN:
+                continue
+            owned.add(queue.name)
+            if due:
+                self._enqueue([job_id.decode() for job_id in due], queue)
+                next_due = now  # a full batch may leave more: look again at once
+            elif upcoming:
+                next_due = min(next_due, upcoming[0][1])
+        if owned - self.owned:
+            log.info(
+                "scheduler %s: scheduling %s", self.name, ", ".join(sorted(owned - self.owned))
+            )
+        self.owned = owned
+        return max(0.0, min(next_due - time.time(), TICK))
+
+    def _enqueue(self, job_ids: list[str], queue: Queue) -> None:
+        registry = ScheduledJobRegistry(queue=queue)
+        jobs = Job.fetch_many(job_ids, connection=self.connection)
+        with self.connection.pipeline() as pipeline:
+            for job_id, job in zip(job_ids, jobs, strict=True):
+                pipeline.zrem(registry.key, job_id)
+                if job is not None:
+                    queue._enqueue_job(
+                        job, pipeline=pipeline, at_front=job.should_enqueue_at_front()
+                    )
+            pipeline.execute()
+
+    def release(self) -> None:
+        """Let another scheduler take over at once (at a clean shutdown)."""
+        for name in self.owned:
+            release_lock(self.connection, LOCK_KEY.format(name), self.name)
+        self.owned = set()

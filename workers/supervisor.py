@@ -1,0 +1,283 @@
+"""The worker dyno's main process: ``python -m workers``, the Procfile's ``worker`` line.
+
+It builds the Flask app once, then forks the processes that run jobs, which share the app's
+memory with it:
+
+- ``WORKER_MODE=threads`` (the default): ``WORKER_PROCESSES`` processes, each running
+  ``WORKER_CONCURRENCY / WORKER_PROCESSES`` jobs at a time in threads (``workers.process``);
+- ``WORKER_MODE=fork``: ``WORKER_CONCURRENCY`` RQ forking workers, a new work-horse per job.
+
+and, in its own single thread, the work that must go on whatever the jobs do:
+
+- it moves scheduled jobs and retries to their queues when due (``workers.scheduler``);
+- every heartbeat, and at once when one of its processes dies, it recovers the jobs of dead
+  workers, its own or another dyno's (``workers.recovery``);
+- it replaces a process that exits: at once after a memory recycle, after a growing pause
+  after a crash (so a job that crashes its process cannot spin the dyno), and never when a
+  process fails on the configuration: then everything stops, with the error on one line.
+
+SIGTERM (or Ctrl+C) stops the processes, which finish or requeue their jobs, then this one.
+``--burst`` runs until the queues (and the due scheduled jobs) are empty: for tests and scripts.
+"""
+
+import argparse
+import contextlib
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from redis.exceptions import RedisError
+from rq.worker import Worker
+
+from blog.config import ConfigError, number, worker_settings
+from blog.queues import QUEUE_NAMES, Queue
+from workers import process_app, recovery
+from workers.process import EXIT_RECYCLE, Settings, WorkerProcess
+from workers.scheduler import Scheduler
+from workers.worker import ForkWorker, process_prefix, worker_name
+
+log = logging.getLogger("workers.supervisor")
+
+EXIT_CONFIG = 78  # sysexits' EX_CONFIG: do not restart
+TICK = 0.1
+MAX_RESTART_PAUSE = 30
+# A process that ran this long before crashing resets the pause before restarts.
+STEADY_SECONDS = 60
+
+
+class Supervisor:
+    def __init__(self, app, burst: bool = False):
+        self.app = app
+        self.config = app.config
+        self.burst = burst
+        self.connection = app.extensions["redis"]
+        self.hostname = socket.gethostname()
+        self.mode = self.config["WORKER_MODE"]
+        heartbeat = self.config["WORKER_HEARTBEAT"]
+        self.heartbeat = heartbeat
+        self.scheduler = Scheduler(
+            self.connection,
+            QUEUE_NAMES,
+            name=f"{self.hostname}.{os.getpid()}",
+            lock_seconds=max(2, round(2 * heartbeat)),
+        )
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
+        self.crashes = 0
+        self.restarts: list[tuple[float, int]] = []  # (when, slot)
+        self.stopping = False
+        self.exit_code = 0
+
+    @property
+    def slots(self) -> int:
+        if self.mode == "fork":
+            return self.config["WORKER_CONCURRENCY"]
+        return min(self.config["WORKER_PROCESSES"], self.config["WORKER_CONCURRENCY"])
+
+    def threads(self, slot: int) -> int:
+        """The jobs process ``slot`` runs at once: the concurrency, spread over the slots."""
+        per_slot, extra = divmod(self.config["WORKER_CONCURRENCY"], self.slots)
+        return per_slot + (1 if slot < extra else 0)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self._wait_for_redis()
+        log.info(
+            "worker: %s jobs at a time, %s, on %s",
+            self.config["WORKER_CONCURRENCY"],
+            f"{self.slots} forking workers"
+            if self.mode == "fork"
+            else f"threads in {self.slots} process{'es' if self.slots > 1 else ''}",
+            ", ".join(QUEUE_NAMES),
+        )
+        # What every process needs is in memory now: keep the garbage collector away from it,
+        # so that the forks share these pages instead of each copying them.
+        gc.collect()
+        gc.freeze()
+        if self.burst:
+            return self._run_burst()
+        for slot in range(self.slots):
+            self._spawn(slot)
+        next_sweep = 0.0
+        while self.children or not self.stopping:
+            self._reap()
+            self._restart_due()
+            pause = TICK
+            if time.monotonic() >= next_sweep:
+                self._safely(recovery.sweep, self.connection, QUEUE_NAMES)
+                next_sweep = time.monotonic() + self.heartbeat
+            if not self.stopping or self.children:
+                pause = self._safely(self.scheduler.tick) or TICK
+            time.sleep(pause)
+        self._safely(self.scheduler.release)
+        return self.exit_code
+
+    def _run_burst(self) -> int:
+        """Run processes until a round finds nothing to do."""
+        while not self.stopping:
+            self.scheduler.tick()
+            queues = [Queue(name, connection=self.connection) for name in QUEUE_NAMES]
+            if not any(queue.count for queue in queues):
+                break
+            self._spawn(0)
+            while self.children:
+                self._reap()
+                time.sleep(TICK)
+        self.scheduler.release()
+        return self.exit_code
+
+    def _spawn(self, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self._child(slot))
+        self.children[pid] = (slot, time.monotonic())
+
+    def _child(self, slot: int) -> int:
+        """The body of a forked process; its exit code."""
+        code = 1
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            with self.app.app_context():
+                # Connections are not to be shared with the parent (see ForkWorker).
+                from blog.extensions import db
+
+                db.engine.dispose(close=False)
+            if self.mode == "fork":
+                code = self._fork_worker()
+            else:
+                settings = Settings(
+                    threads=self.threads(slot),
+                    heartbeat=self.heartbeat,
+                    shutdown_grace=self.config["WORKER_SHUTDOWN_GRACE"],
+                    memory_limit_mb=self.config["WORKER_MEMORY_LIMIT"],
+                )
+                process = WorkerProcess(self.connection, QUEUE_NAMES, settings)
+                code = process.run(burst=self.burst)
+        except ConfigError as error:
+            print(f"worker: {error}", file=sys.stderr, flush=True)
+            code = EXIT_CONFIG
+        except BaseException:
+            log.exception("worker process %s failed", os.getpid())
+        finally:
+            logging.shutdown()
+        return code
+
+    def _fork_worker(self) -> int:
+        worker = ForkWorker(
+            list(QUEUE_NAMES),
+            name=worker_name(self.hostname, os.getpid(), 1),
+            connection=self.connection,
+            heartbeat=self.heartbeat,
+            shutdown_grace=round(self.config["WORKER_SHUTDOWN_GRACE"]),
+        )
+        worker.work(burst=self.burst, logging_level="WARNING")
+        return 0
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            slot, started = self.children.pop(pid)
+            self._after_exit(pid, slot, started, os.waitstatus_to_exitcode(status))
+
+    def _after_exit(self, pid: int, slot: int, started: float, code: int) -> None:
+        self._bury(pid)
+        if code == EXIT_CONFIG:
+            log.error("worker process %s failed on the configuration: stopping", pid)
+            self.exit_code = EXIT_CONFIG
+            self._request_stop()
+            return
+        if self.stopping or self.burst:
+            return
+        if code == EXIT_RECYCLE:
+            log.info("worker process %s recycled; starting a fresh one", pid)
+            self._spawn(slot)
+            return
+        self.crashes = 0 if time.monotonic() - started > STEADY_SECONDS else self.crashes + 1
+        pause = min(MAX_RESTART_PAUSE, 2 ** (self.crashes - 1)) if self.crashes else 0
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        log.error("worker process %s ended (%s); restarting it in %ss", pid, how, pause)
+        self.restarts.append((time.monotonic() + pause, slot))
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for when, slot in [r for r in self.restarts if r[0] <= now]:
+            self.restarts.remove((when, slot))
+            if not self.stopping:
+                self._spawn(slot)
+
+    def _bury(self, pid: int) -> None:
+        """Recover the jobs of a process that is gone, and stop listing its workers."""
+        prefix = process_prefix(self.hostname, pid)
+
+        def bury():
+            dead = {
+                w.name for w in Worker.all(connection=self.connection) if w.name.startswith(prefix)
+            }
+            recovery.sweep(self.connection, QUEUE_NAMES, dead_workers=dead)
+            for worker in Worker.all(connection=self.connection):
+                if worker.name in dead:
+                    worker.register_death()
+
+        self._safely(bury)
+
+    def _request_stop(self, signum=None, frame=None) -> None:
+        if not self.stopping:
+            log.info("worker: stopping")
+        self.stopping = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _wait_for_redis(self) -> None:
+        while not self.stopping:
+            try:
+                self.connection.ping()
+                return
+            except RedisError as error:
+                log.error("worker: cannot reach Redis (%s); trying again in 2 s", error)
+                time.sleep(2)
+
+    def _safely(self, action, *args, **kwargs):
+        """Run ``action``; a Redis outage is logged and waited out, not a crash."""
+        try:
+            return action(*args, **kwargs)
+        except RedisError as error:
+            log.warning("worker: Redis: %s", error)
+            time.sleep(1)
+            return None
+
+
+def size_the_database_pool(environ) -> None:
+    """Give each process a database connection per thread: a job that waited for another's
+    connection would hold its thread idle. (``docs/deploy.md`` counts them against a plan's
+    limit.)"""
+    settings = worker_settings(environ)
+    if settings["WORKER_MODE"] == "threads":
+        processes = min(settings["WORKER_PROCESSES"], settings["WORKER_CONCURRENCY"])
+        threads = -(-settings["WORKER_CONCURRENCY"] // processes)
+        pool = number(environ, "DATABASE_POOL_SIZE", "2", low=1)
+        environ["DATABASE_POOL_SIZE"] = str(max(pool, threads))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.split("\n")[0])
+    parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    args = parser.parse_args(argv)
+    try:
+        size_the_database_pool(os.environ)
+        app = process_app()
+    except ConfigError as error:
+        print(f"worker: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return Supervisor(app, burst=args.burst).run()
