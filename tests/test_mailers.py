@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from blog import create_app, queue_admin
 from blog.extensions import db
-from blog.models import Email, utcnow
+from blog.models import Email, User, utcnow
 from blog.queues import enqueue, get_queue
 from tests import factories
 from tests.conftest import TEST_CONFIG
@@ -201,7 +201,8 @@ def test_requeue_stranded_work_enqueues_lost_emails_again(app, welcome, situatio
             db.session.execute(update(Email).values(**values))
             db.session.commit()
 
-        assert requeue_stranded_work() == {"posts": [], "emails": [welcome] if requeued else []}
+        emails = [welcome] if requeued else []
+        assert requeue_stranded_work() == {"posts": [], "emails": emails, "reminders": []}
         jobs = 1 if requeued or "in flight" in situation else 0
         assert get_queue("mailers").job_ids == [f"send-email-{welcome}"] * jobs
 
@@ -225,6 +226,29 @@ def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
         assert email.state == "queued"
         assert requeue_stranded_work()["emails"] == [email.id]
         assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
+
+
+def test_reminders_of_signups_made_while_redis_was_down_are_scheduled_again(app, database_config):
+    down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
+    web = create_app(
+        {**TEST_CONFIG, **database_config, "REDIS_URL": down, "RATELIMIT_STORAGE_URI": down}
+    )
+    client = web.test_client()
+    for number in range(3):
+        password = "pass word"
+        data = {"email": f"new{number}@example.com", "password": password, "confirm": password}
+        assert client.post("/signup", data=data).status_code == 302
+
+    app.config["STRANDED_AFTER_SECONDS"] = 0
+    with app.app_context():
+        users = db.session.scalars(select(User)).all()
+        assert sorted(requeue_stranded_work()["reminders"]) == sorted(u.id for u in users)
+        registry = get_queue("mailers").scheduled_job_registry
+        for user in users:
+            due = registry.get_scheduled_time(f"signup-reminder-{user.id}")
+            expected = user.created_at + timedelta(seconds=app.config["SIGNUP_REMINDER_DELAY"])
+            assert abs((due - expected).total_seconds()) < 1
+        assert requeue_stranded_work()["reminders"] == []  # in flight now: left alone
 
 
 def test_signup_schedules_a_reminder_for_a_day_later(auth, app):

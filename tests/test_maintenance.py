@@ -22,10 +22,10 @@ def pending_post(author_id: int, minutes_ago: float) -> Post:
 def test_stranded_posts_are_enqueued_again(app_ctx, ada):
     stranded = pending_post(ada, minutes_ago=10)
     pending_post(ada, minutes_ago=1)  # still within STRANDED_AFTER_SECONDS: leave it
-    assert requeue_stranded_work() == {"posts": [stranded.id], "emails": []}
+    assert requeue_stranded_work() == {"posts": [stranded.id], "emails": [], "reminders": []}
     assert get_queue("default").job_ids == [f"tag-post-{stranded.id}-v1"]
     # Its clock restarts, so the next run does not enqueue it again.
-    assert requeue_stranded_work() == {"posts": [], "emails": []}
+    assert requeue_stranded_work() == {"posts": [], "emails": [], "reminders": []}
 
 
 def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, ada):
@@ -35,7 +35,7 @@ def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, ada):
     db.session.commit()
     post.tagging_changed_at = utcnow() - timedelta(hours=1)
     db.session.commit()
-    assert requeue_stranded_work() == {"posts": [], "emails": []}
+    assert requeue_stranded_work() == {"posts": [], "emails": [], "reminders": []}
     assert get_queue("default").count == 1
 
 

@@ -76,16 +76,24 @@ def schedule_email(email: Email) -> None:
     )
 
 
+def reminder_job_id(user_id: int) -> str:
+    return f"signup-reminder-{user_id}"
+
+
+def reminder_due(user: User) -> datetime:
+    return user.created_at + timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"])
+
+
 def schedule_signup_reminder(user: User) -> None:
-    """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds from now
-    (a day by default), once the current transaction commits. Until then the job waits in
-    RQ's scheduled registry: "Scheduled" in the dashboard."""
+    """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds after the
+    signup (a day by default), once the current transaction commits. Until then the job waits
+    in RQ's scheduled registry: "Scheduled" in the dashboard."""
     enqueue_after_commit(
         send_signup_reminder,
         user.id,
         queue="mailers",
-        delay=timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"]),
-        job_id=f"signup-reminder-{user.id}",
+        delay=max(reminder_due(user) - utcnow(), timedelta(0)),
+        job_id=reminder_job_id(user.id),
         job_timeout=MAIL_JOB_TIMEOUT,
         retry=backoff(REMINDER_RETRIES),
     )

@@ -13,7 +13,12 @@ from blog.extensions import db
 from blog.models import PENDING, Email, Post, PostTag, Tag, User, utcnow
 from blog.queues import redis_connection
 from workers import in_app_context
-from workers.mailers import email_job_id, schedule_email
+from workers.mailers import (
+    email_job_id,
+    reminder_job_id,
+    schedule_email,
+    schedule_signup_reminder,
+)
 from workers.tagging import schedule_tagging, tagging_job_id
 
 log = logging.getLogger(__name__)
@@ -31,7 +36,7 @@ def job_in_flight(job_id: str) -> bool:
 
 @in_app_context
 def requeue_stranded_work() -> dict:
-    """Enqueue again the work whose job was lost; return the ids of posts and emails.
+    """Enqueue again the work whose job was lost; return the ids of posts, emails and users.
 
     A post is saved with its tagging pending, an email is written unsent, and each one's job
     is enqueued after the commit; if Redis was down just then, nothing will ever run that job.
@@ -55,7 +60,15 @@ def requeue_stranded_work() -> dict:
             ),
         )
     ).all()
-    requeued = {"posts": [], "emails": []}
+    # A signup's reminder waits in Redis for a day: one lost with Redis (down at the signup,
+    # or its data lost since) is scheduled again while it is not due yet.
+    awaiting_reminder = db.session.scalars(
+        select(User).where(
+            User.created_at < cutoff,
+            User.created_at > now - timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"]),
+        )
+    ).all()
+    requeued = {"posts": [], "emails": [], "reminders": []}
     for post in posts:
         if not job_in_flight(tagging_job_id(post)):
             schedule_tagging(post)
@@ -64,8 +77,12 @@ def requeue_stranded_work() -> dict:
         if not job_in_flight(email_job_id(email.id)):
             schedule_email(email)
             requeued["emails"].append(email.id)
+    for user in awaiting_reminder:
+        if not job_in_flight(reminder_job_id(user.id)):
+            schedule_signup_reminder(user)
+            requeued["reminders"].append(user.id)
     db.session.commit()
-    if requeued["posts"] or requeued["emails"]:
+    if any(requeued.values()):
         log.warning("requeued stranded work: %s", requeued)
     return requeued
 
