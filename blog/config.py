@@ -247,7 +247,7 @@ def worker_settings(environ) -> dict:
         "WORKER_MODE": mode,
         # Jobs run at once by one worker dyno: threads over WORKER_PROCESSES processes, or
         # forking processes with WORKER_MODE=fork.
-        "WORKER_CONCURRENCY": number(environ, "WORKER_CONCURRENCY", "10", low=1, high=500),
+        "WORKER_CONCURRENCY": number(environ, "WORKER_CONCURRENCY", "5", low=1, high=500),
         "WORKER_PROCESSES": number(environ, "WORKER_PROCESSES", "1", low=1, high=64),
         # A threads-mode process above this many MB of memory is replaced (0: never).
         "WORKER_MEMORY_LIMIT": number(environ, "WORKER_MEMORY_LIMIT", "384", low=0),
