@@ -320,7 +320,7 @@ def root(app):
 def run_jobs(app):
     """Run every queued job, in this process, until the queues are empty (like --burst)."""
     from blog.queues import QUEUE_NAMES
-    from workers.worker import InProcessWorker
+    from tests.support.worker import InProcessWorker
 
     def run() -> bool:
         with app.app_context():

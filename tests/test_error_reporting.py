@@ -12,8 +12,8 @@ from sentry_sdk.transport import Transport
 from blog import create_app
 from blog.queues import QUEUE_NAMES, enqueue
 from tests.conftest import TEST_CONFIG
+from tests.support.worker import InProcessWorker
 from workers.demo import DemoFailure, demo
-from workers.worker import InProcessWorker
 
 DSN = "https://public-key@sentry.invalid/1"
 

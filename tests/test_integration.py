@@ -70,7 +70,11 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     server.start()
     app.config["STRANDED_AFTER_SECONDS"] = 0
     with app.app_context():
-        assert requeue_stranded_work() == {"posts": [the_post().id], "emails": [], "reminders": []}
+        assert requeue_stranded_work() == {
+            "posts": [the_post().id],
+            "emails": [],
+            "reminders": [ada],  # a user with no reminder scheduled, as Redis was empty
+        }
         assert get_queue("default").count == 1
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():

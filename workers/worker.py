@@ -5,7 +5,6 @@
   safe to run beside the others: the process, not the thread, handles signals, heartbeats and
   commands, and a job is stopped by an exception raised in its thread (``workers.interrupts``).
 - ``ForkWorker``: RQ's ``HerokuWorker``, forking a work-horse per job (``WORKER_MODE=fork``).
-- ``InProcessWorker``: runs jobs in the test process, for tests.
 
 All of them log one line when a job starts and one when it ends, with its duration and outcome,
 and count it for the admin stats page (``blog.job_stats``); a job interrupted because its
@@ -134,9 +133,11 @@ class ThreadWorker(JobLog, SimpleWorker):
         return False
 
     def heartbeat(self, timeout=None, pipeline=None):
-        # RQ extends the key by a job's whole timeout while it runs: then a dead worker would
-        # look alive (and busy) for minutes. The process renews it every heartbeat instead.
-        super().heartbeat(self.worker_ttl, pipeline)
+        # RQ renews the key four times per job, and by a job's whole timeout while it runs:
+        # then a dead worker would look alive (and busy) for minutes. The process's monitor
+        # renews it every heartbeat instead; here only as part of a write RQ makes anyway.
+        if pipeline is not None:
+            super().heartbeat(self.worker_ttl, pipeline)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """Wait for a job as RQ does, but in short waits, so that a stop is noticed."""
@@ -219,10 +220,6 @@ class ForkWorker(JobLog, HerokuWorker):
         ):
             job.requeue(at_front=True)
             log_requeued(job, queue)
-
-
-class InProcessWorker(JobLog, SimpleWorker):
-    """Runs jobs in its own process, without forking: for tests and debugging."""
 
 
 def worker_name(hostname: str, pid: int, number: int) -> str:

@@ -1,0 +1,9 @@
+"""A worker for the tests: RQ's in-process worker with the app's per-job log line and counts."""
+
+from rq.worker import SimpleWorker
+
+from workers.worker import JobLog
+
+
+class InProcessWorker(JobLog, SimpleWorker):
+    """Runs jobs in the test process itself, without forking or threads."""
