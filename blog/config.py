@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 
+from blog.job_modes import JOBS_MODES
+
 load_dotenv()
 
 ENVIRONMENTS = ("development", "production", "testing")
@@ -145,6 +147,13 @@ def tagging_mode(environ) -> str:
     return mode
 
 
+def jobs_mode(environ) -> str:
+    mode = environ.get("JOBS_MODE", "redis").strip().lower()
+    if mode not in JOBS_MODES:
+        raise ConfigError(f"JOBS_MODE must be one of {', '.join(JOBS_MODES)}, not {mode!r}")
+    return mode
+
+
 def app_url(environ, env: str) -> str:
     """``APP_URL``, the site's public address, for the links in emails.
 
@@ -261,6 +270,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
         "REDIS_URL": redis,
+        # Where jobs go: Redis, or, for tests and development, run inline or recorded (fake).
+        "JOBS_MODE": jobs_mode(environ),
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
         "TAGGING_MODE": tagging_mode(environ),
         "TAGGER_LATENCY": number(environ, "TAGGER_LATENCY", "1", float, high=60),

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from flask import Flask, has_app_context
 from rq import get_current_job
 
+from blog.job_modes import inline_retries_left
+
 _process_app: Flask | None = None
 
 
@@ -45,6 +47,8 @@ def in_app_context(job):
 
 
 def is_last_attempt() -> bool:
-    """True unless this runs as an RQ job that has a retry left."""
+    """True unless this runs as a job (an RQ job, or one run inline) that has a retry left."""
     job = get_current_job()
-    return job is None or not job.retries_left
+    if job is not None:
+        return not job.retries_left
+    return not inline_retries_left()

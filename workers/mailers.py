@@ -62,10 +62,9 @@ def email_job_id(email_id: int) -> str:
 
 
 def schedule_email(email: Email) -> None:
-    """Enqueue the sending of ``email`` once the current transaction commits.
-
-    Call it before ``db.session.commit()``, after the row has an id (``db.session.flush()``).
-    """
+    """Enqueue the sending of ``email`` once the current transaction commits."""
+    if email.id is None:
+        db.session.flush()  # the job needs the email's id
     enqueue_after_commit(
         send_email,
         email.id,
@@ -80,6 +79,8 @@ def schedule_signup_reminder(user: User) -> None:
     """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds from now
     (a day by default), once the current transaction commits. Until then the job waits in
     RQ's scheduled registry: "Scheduled" in the dashboard."""
+    if user.id is None:
+        db.session.flush()  # the job needs the user's id
     enqueue_after_commit(
         send_signup_reminder,
         user.id,

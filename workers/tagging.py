@@ -22,10 +22,9 @@ def tagging_job_id(post: Post) -> str:
 
 
 def schedule_tagging(post: Post) -> None:
-    """Mark the post pending and enqueue its tagging once the current transaction commits.
-
-    Call it before ``db.session.commit()``, after the post has an id (``db.session.flush()``).
-    """
+    """Mark the post pending and enqueue its tagging once the current transaction commits."""
+    if post.id is None:
+        db.session.flush()  # the job needs the post's id
     post.mark_tagging(PENDING)
     enqueue_after_commit(
         auto_tag_post,

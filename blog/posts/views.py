@@ -56,7 +56,6 @@ def save_and_tag(post: Post) -> str:
     and the tags arrive a moment later.
     """
     if not tagging_inline():
-        db.session.flush()  # the post needs its id for the job
         schedule_tagging(post)
         db.session.commit()
         return f"Saving took {request_duration_ms():,.0f} ms; the tagger works in the background."
