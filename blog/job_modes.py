@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from blog.queues import JobRequest
@@ -69,7 +69,8 @@ def fake_job(request: "JobRequest") -> FakeJob:
 class FakeJobs:
     """The jobs enqueued in ``fake`` mode, oldest first: ``Sidekiq::Worker.jobs``."""
 
-    def __init__(self):
+    def __init__(self, app: Flask):
+        self.app = app
         self.jobs: list[FakeJob] = []
 
     def record(self, request: "JobRequest") -> FakeJob:
@@ -92,8 +93,9 @@ class FakeJobs:
         """Run the recorded jobs inline, oldest first, and those they enqueue, until none is
         left (``Sidekiq::Worker.drain_all``); return what ran."""
         ran = []
-        while self.jobs:
-            ran.append(run_inline(self.jobs.pop(0).request))
+        with self.app.app_context():
+            while self.jobs:
+                ran.append(run_inline(self.jobs.pop(0).request))
         return ran
 
 

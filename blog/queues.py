@@ -78,7 +78,7 @@ def connect(url: str) -> Redis:
 
 def init_app(app: Flask) -> None:
     app.extensions["redis"] = connect(app.config["REDIS_URL"])
-    app.extensions["fake_jobs"] = job_modes.FakeJobs()
+    app.extensions["fake_jobs"] = job_modes.FakeJobs(app)
 
 
 def redis_connection() -> Redis:

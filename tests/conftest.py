@@ -324,6 +324,21 @@ def root(app):
 
 
 @pytest.fixture
+def fake_jobs(app):
+    """Jobs are recorded instead of enqueued (``JOBS_MODE=fake``): assert on
+    ``fake_jobs.jobs`` (each with its queue, func, args, kwargs, delay and options), or
+    ``fake_jobs.drain()`` to run them."""
+    app.config["JOBS_MODE"] = "fake"
+    return app.extensions["fake_jobs"]
+
+
+@pytest.fixture
+def inline_jobs(app):
+    """Jobs run at once, where they are enqueued (``JOBS_MODE=inline``); see blog.job_modes."""
+    app.config["JOBS_MODE"] = "inline"
+
+
+@pytest.fixture
 def run_jobs(app):
     """Run every queued job, in this process, until the queues are empty (like --burst)."""
     from blog.queues import QUEUE_NAMES
