@@ -223,8 +223,7 @@ def stats_command():
             f"{q.failed:>7} {q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
         )
     workers = queue_admin.worker_stats()
-    busy = sum(w.state == "busy" for w in workers)
-    click.echo(f"\nworkers: {len(workers)} ({busy} busy)")
+    click.echo(f"\nworkers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:
         doing = f"{w.job_func} ({w.job_id})" if w.job_id else "-"
         click.echo(f"  {w.name:<40} {w.state:<10} {','.join(w.queues):<28} {doing}")
@@ -236,7 +235,10 @@ def clear_command(yes):
     """Empty every queue and job registry: start over."""
     if not yes:
         click.confirm("Delete every waiting, scheduled, failed and finished job?", abort=True)
-    click.echo(f"Removed {queue_admin.clear_all()} job(s).")
+    cleared = queue_admin.clear_all()
+    places = ", ".join(f"{count} {place}" for place, count in cleared.jobs.items())
+    click.echo(f"Removed {cleared.total} job(s){': ' + places if places else ''}.")
+    click.echo(f"Deleted {cleared.keys} Redis key(s) of RQ's: queues, registries and job records.")
 
 
 @jobs.command("retry-failed")

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from flask import Flask, has_app_context
 from rq import get_current_job
 
-from blog.job_modes import inline_retries_left
-
 _process_app: Flask | None = None
 
 
@@ -48,6 +46,8 @@ def in_app_context(job):
 
 def is_last_attempt() -> bool:
     """True unless this runs as a job (an RQ job, or one run inline) that has a retry left."""
+    from blog.job_modes import inline_retries_left  # here: blog imports the job functions
+
     job = get_current_job()
     if job is not None:
         return not job.retries_left
