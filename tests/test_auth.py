@@ -1,13 +1,11 @@
 import pytest
 from sqlalchemy import select
 
-from blog import create_app
 from blog.auth.views import safe_next
 from blog.extensions import db
 from blog.models import Email, User
 from blog.queues import get_queue
 from tests import factories
-from tests.conftest import TEST_CONFIG
 
 
 def flashes(client) -> list[tuple[str, str]]:
@@ -92,8 +90,8 @@ def test_a_logged_in_user_is_not_shown_the_login_page(client, auth, ada):
     assert client.get("/login").headers["Location"] == "/"
 
 
-def test_behind_a_proxy_the_limit_counts_the_forwarded_client_address(app, database_config):
-    client = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": 1}).test_client()
+def test_behind_a_proxy_the_limit_counts_the_forwarded_client_address(app, make_app):
+    client = make_app(TRUSTED_PROXIES=1).test_client()
 
     def signup_from(address, n):
         data = {"email": f"u{n}@example.com", "password": "x" * 10, "confirm": "x" * 10}

@@ -15,7 +15,6 @@ from blog.config import (
     mail_server,
     redis_url,
 )
-from tests.conftest import TEST_CONFIG
 
 
 def test_postgres_urls_are_rewritten_for_psycopg2():
@@ -191,8 +190,8 @@ def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
 @pytest.mark.parametrize(
     ("proxies", "seen"), [(1, ("https", "203.0.113.7")), (0, ("http", "127.0.0.1"))]
 )
-def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_config, proxies, seen):
-    app = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": proxies})
+def test_the_routers_forwarded_headers_are_believed_only_behind_it(make_app, proxies, seen):
+    app = make_app(TRUSTED_PROXIES=proxies)
 
     @app.get("/seen")
     def seen_by_the_app():

@@ -8,12 +8,11 @@ from flask import current_app
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
-from blog import create_app, queue_admin
+from blog import queue_admin
 from blog.extensions import db
 from blog.models import Email, utcnow
 from blog.queues import enqueue, get_queue
 from tests import factories
-from tests.conftest import TEST_CONFIG
 from workers.mailers import (
     MAIL_RETRIES,
     EmailBeingSent,
@@ -206,12 +205,10 @@ def test_requeue_stranded_work_enqueues_lost_emails_again(app, welcome, situatio
         assert get_queue("mailers").job_ids == [f"send-email-{welcome}"] * jobs
 
 
-def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
+def test_redis_down_at_signup_loses_no_email(app, make_app, caplog):
     # Redis keeps both the queues and the signup rate limit's counts.
     down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
-    web = create_app(
-        {**TEST_CONFIG, **database_config, "REDIS_URL": down, "RATELIMIT_STORAGE_URI": down}
-    )
+    web = make_app(REDIS_URL=down, RATELIMIT_STORAGE_URI=down)
     response = web.test_client().post(
         "/signup",
         data={"email": "new@example.com", "password": "pass word", "confirm": "pass word"},
