@@ -16,6 +16,7 @@ from blog import create_app
 from blog.admin import dashboard
 from blog.queues import get_queue
 from tests.jobs import fail_with
+from tests.support import html
 from workers.demo import demo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +224,7 @@ def test_only_admins_see_the_admin_link(client, auth, ada, root):
     assert "/admin/stats" not in client.get("/").text
     auth.logout()
     auth.login(EMAILS["admin"])
-    assert '<a href="/admin/stats">Admin</a>' in client.get("/").text
+    assert ("Admin", "/admin/stats") in html.links(client.get("/").text)
 
 
 # What the pages may show
@@ -302,13 +303,13 @@ def test_the_dashboard_scripts_render_job_data_as_text(app, client, as_admin, fa
     workers_page = client.get("/admin/rq/0/view/workers").text
     workers = client.get("/admin/rq/0/data/workers.json").get_json()["workers"]
 
-    for html in (
+    for rendered in (
         render_in_node(job_page, "job-info", job),
         render_in_node(jobs_page, "job-row", jobs[0]),
         render_in_node(workers_page, "worker-row", workers[0]),
     ):
-        assert "<script>" not in html
-        assert "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in html
+        assert "<script>" not in rendered
+        assert "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in rendered
 
 
 def test_the_dashboard_shows_our_redis_without_its_password(app):

@@ -3,6 +3,7 @@
 import os
 import signal
 import time
+from datetime import timedelta
 
 import psutil
 import pytest
@@ -102,10 +103,8 @@ def test_sigterm_requeues_a_job_too_long_for_the_grace_period(
         queue = get_queue("default")
     worker = rq_worker_process(env={"WORKER_SHUTDOWN_GRACE": "2"})
     wait_for_status(job, JobStatus.STARTED)
-    started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=20) == 0
-    assert time.monotonic() - started < 10
+    assert worker.wait(timeout=20) == 0  # long before the 60 s job could have ended
     output = (tmp_path / "worker.log").read_text()
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     assert queue.job_ids == [job.id]
@@ -133,8 +132,7 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_email_sent_once(
     auth, app, live_redis, rq_worker, rq_worker_process, mail_catcher
 ):
     app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more: not in this burst
-    lease = 1  # seconds; then another run may take over the dead run's claim
-    env = {"MAIL_URL": mail_catcher.url, "MAIL_CLAIM_LEASE_SECONDS": str(lease)}
+    env = {"MAIL_URL": mail_catcher.url}
     auth.signup("new@example.com")
 
     mail_catcher.stall_next_sender()
@@ -151,7 +149,9 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_email_sent_once(
         assert job.get_status() == JobStatus.SCHEDULED  # RQ retries a job whose horse died
         registry = get_queue("mailers").scheduled_job_registry
         live_redis.zadd(registry.key, {job.id: 0})  # the 15 s have passed
-    time.sleep(lease + 0.1)  # and so has the lease
+        lease = timedelta(seconds=app.config["MAIL_CLAIM_LEASE_SECONDS"])
+        email.claimed_at -= lease + timedelta(seconds=1)  # and so has the lease
+        db.session.commit()
     output = rq_worker(env=env).stdout
 
     assert "workers.mailers.send_email on mailers: finished" in output
