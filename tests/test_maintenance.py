@@ -2,13 +2,16 @@
 
 from datetime import timedelta
 
+import pytest
+
 from blog import job_stats
 from blog.extensions import db
-from blog.models import DONE, PENDING, Post, utcnow
+from blog.models import DONE, PENDING, TAGGER, Post, utcnow
 from blog.queues import get_queue, redis_connection
+from blog.tagger import Tagger, TaggerUnavailable, extract_tags
 from tests import factories
 from workers.maintenance import refresh_stats, requeue_stranded_work
-from workers.tagging import schedule_tagging
+from workers.tagging import auto_tag_post, schedule_tagging
 
 
 def pending_post(author_id: int, minutes_ago: float) -> Post:
@@ -59,3 +62,35 @@ def test_refresh_stats_caches_the_blog_figures(app_ctx, ada, grace):
     assert stats["tags"] == 2
     assert stats["top_tags"] == [{"name": "redis", "posts": 2}, {"name": "rq", "posts": 1}]
     assert stats["computed_at"]
+
+
+def test_a_late_original_job_and_the_sweepers_copy_leave_the_tags_of_the_newest_version(
+    app_ctx, ada, run_jobs
+):
+    post = pending_post(ada, minutes_ago=10)  # its job seems lost...
+    post.edit("All about Postgres", "Postgres Postgres")  # ...and the author edits it meanwhile
+    db.session.commit()
+    requeue_stranded_work()  # enqueues tagging for the current version
+    auto_tag_post(post.id)  # the original job turns up late, reads v2 too, and tags it
+    run_jobs()  # then the sweeper's copy runs: the same tags again, nothing doubled
+    db.session.expire_all()
+    post = db.session.get(Post, post.id)
+    assert post.tagging_state == DONE
+    assert post.tag_names(TAGGER) == sorted(extract_tags("All about Postgres", "Postgres Postgres"))
+
+
+def test_a_stale_jobs_last_failure_leaves_the_newer_versions_state_alone(app_ctx, ada, monkeypatch):
+    post_id = factories.post(ada, title="Old title").id
+
+    def edited_meanwhile_then_down(self, title, body):
+        post = db.session.get(Post, post_id)
+        post.edit("New title", "new words")  # the edit enqueues a job for v2 ...
+        schedule_tagging(post)
+        db.session.commit()
+        raise TaggerUnavailable("down")  # ... and the v1 job fails for good
+
+    monkeypatch.setattr(Tagger, "tags_for", edited_meanwhile_then_down)
+    with pytest.raises(TaggerUnavailable):
+        auto_tag_post(post_id)
+    db.session.expire_all()
+    assert db.session.get(Post, post_id).tagging_state == PENDING  # v2's, not v1's failure
