@@ -311,21 +311,21 @@ def auth(client):
 
 
 @pytest.fixture
-def ada(app):
+def author_id(app):
     """A user who has written nothing yet."""
     with app.app_context():
         return factories.user("ada@example.com").id
 
 
 @pytest.fixture
-def grace(app):
+def other_user_id(app):
     """A second user, to check that one cannot touch the other's posts."""
     with app.app_context():
         return factories.user("grace@example.com").id
 
 
 @pytest.fixture
-def root(app):
+def admin_id(app):
     """An admin: the one user who may reach /admin."""
     with app.app_context():
         return factories.user("root@example.com", admin=True).id

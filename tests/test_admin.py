@@ -60,7 +60,7 @@ def failed_job(app, run_jobs) -> str:
 
 
 @pytest.fixture
-def as_admin(auth, root):
+def as_admin(auth, admin_id):
     auth.login(EMAILS["admin"])
 
 
@@ -87,7 +87,7 @@ def expected_status(rule, role: str, method: str) -> int:
 @pytest.mark.parametrize("role", ["anonymous", "user", "admin"])
 @pytest.mark.parametrize("rule", ADMIN_RULES, ids=lambda rule: rule.rule)
 def test_every_admin_route_for_every_role_and_method(
-    rule, role, app, client, auth, ada, root, failed_job
+    rule, role, app, client, auth, author_id, admin_id, failed_job
 ):
     with app.app_context():
         get_queue("default").enqueue(demo, 0, "waiting")  # rq-dashboard cannot compact nothing
@@ -109,7 +109,7 @@ def test_a_visitor_is_sent_to_log_in_and_back(client):
     assert parse_qs(location.query)["next"] == ["/admin/rq/queue/default/compact"]
 
 
-def test_paths_under_admin_that_match_no_route_are_guarded_too(client, auth, ada):
+def test_paths_under_admin_that_match_no_route_are_guarded_too(client, auth, author_id):
     assert client.get("/admin/nothing-here").status_code == 302
     auth.login()
     assert client.get("/admin/nothing-here").status_code == 403
@@ -161,11 +161,11 @@ def test_requeue_all_refuses_get(app, client, as_admin, failed_job):
     assert job_status(app, failed_job) == JobStatus.FAILED
 
 
-def test_the_dashboard_posts_work_with_csrf_protection_on(app, client, root, failed_job):
+def test_the_dashboard_posts_work_with_csrf_protection_on(app, client, admin_id, failed_job):
     """The dashboard sends no form token: it is exempt, and the origin check stands in."""
     app.config["WTF_CSRF_ENABLED"] = True
     with client.session_transaction() as session:
-        session["_user_id"] = str(root)
+        session["_user_id"] = str(admin_id)
     response = client.post(f"/admin/rq/job/{failed_job}/requeue", headers=SAME_ORIGIN)
     assert response.get_json() == {"status": "OK"}
     assert client.post("/logout", headers=SAME_ORIGIN).status_code == 400  # the rest still checks
@@ -219,7 +219,7 @@ def test_the_stats_page_gets_a_strict_policy(client, as_admin):
     assert "unsafe" not in policy
 
 
-def test_only_admins_see_the_admin_link(client, auth, ada, root):
+def test_only_admins_see_the_admin_link(client, auth, author_id, admin_id):
     auth.login()
     assert "/admin/stats" not in client.get("/").text
     auth.logout()
@@ -314,5 +314,5 @@ def test_the_dashboard_scripts_render_job_data_as_text(app, client, as_admin, fa
 
 def test_the_dashboard_shows_our_redis_without_its_password(app):
     assert dashboard.redis_label("rediss://:s3cret@redis.example:6380/0?ssl_cert_reqs=none") == (
-        "rediss://redis.example:6380/0"
+        "rediss://:***@redis.example:6380/0"
     )

@@ -15,7 +15,7 @@ from workers.maintenance import refresh_stats
 
 
 @pytest.fixture
-def as_admin(auth, root):
+def as_admin(auth, admin_id):
     auth.login("root@example.com")
 
 
@@ -66,10 +66,10 @@ def test_admin_leads_to_the_stats_page(client, as_admin):
     assert client.get("/admin", follow_redirects=True).request.path == "/admin/stats"
 
 
-def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, ada):
+def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, author_id):
     assert "Not computed yet" in client.get("/admin/stats").text
     with app.app_context():
-        factories.post(ada, body="one two three", tags=["redis"])
+        factories.post(author_id, body="one two three", tags=["redis"])
         refresh_stats()
     page = client.get("/admin/stats").text
     rows = html.rows(page)

@@ -8,7 +8,7 @@ from rq import Retry
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import DONE, FAILED, PENDING, TAGGER, Post
+from blog.models import TAGGER, Post, TaggingState
 from blog.queues import enqueue, enqueue_after_commit, get_queue, redis_connection
 from blog.tagger import Tagger, TaggerUnavailable
 from tests import factories
@@ -23,7 +23,9 @@ def the_post() -> Post:
     return db.session.scalars(select(Post)).one()
 
 
-def test_fake_mode_records_the_job_and_sends_nothing_to_redis(client, auth, app, ada, fake_jobs):
+def test_fake_mode_records_the_job_and_sends_nothing_to_redis(
+    client, auth, app, author_id, fake_jobs
+):
     auth.login()
     client.post("/posts/new", data=POST)
     (job,) = fake_jobs.jobs
@@ -42,34 +44,34 @@ def test_fake_mode_records_delays_and_jobs_per_queue(auth, app, fake_jobs):
     assert reminder.delay == timedelta(seconds=app.config["SIGNUP_REMINDER_DELAY"])
 
 
-def test_fake_mode_keeps_nothing_of_a_rolled_back_transaction(app_ctx, ada, fake_jobs):
-    factories.post(ada).title = "changed"
+def test_fake_mode_keeps_nothing_of_a_rolled_back_transaction(app_ctx, author_id, fake_jobs):
+    factories.post(author_id).title = "changed"
     enqueue_after_commit(demo, 0, "never")
     db.session.rollback()
     assert fake_jobs.jobs == []
 
 
-def test_draining_the_fake_jobs_runs_them(client, auth, app, ada, fake_jobs):
+def test_draining_the_fake_jobs_runs_them(client, auth, app, author_id, fake_jobs):
     auth.login()
     client.post("/posts/new", data=POST)
     (ran,) = fake_jobs.drain()
     assert "redis" in ran.result
     assert fake_jobs.jobs == []
     with app.app_context():
-        assert the_post().tagging_state == DONE
+        assert the_post().tagging_state == TaggingState.DONE
 
 
-def test_inline_mode_runs_the_job_right_after_the_commit(client, auth, app, ada, inline_jobs):
+def test_inline_mode_runs_the_job_right_after_the_commit(client, auth, app, author_id, inline_jobs):
     auth.login()
     assert client.post("/posts/new", data=POST).status_code == 302
     with app.app_context():
         post = the_post()
-        assert post.tagging_state == DONE
+        assert post.tagging_state == TaggingState.DONE
         assert "redis" in post.tag_names(TAGGER)
         assert get_queue("default").count == 0
 
 
-def test_inline_mode_retries_at_once(client, auth, app, ada, inline_jobs, monkeypatch):
+def test_inline_mode_retries_at_once(client, auth, app, author_id, inline_jobs, monkeypatch):
     calls = []
     real_tags_for = Tagger.tags_for
 
@@ -84,24 +86,28 @@ def test_inline_mode_retries_at_once(client, auth, app, ada, inline_jobs, monkey
     client.post("/posts/new", data=POST)
     assert len(calls) == TAGGING_RETRIES + 1
     with app.app_context():
-        assert the_post().tagging_state == DONE
+        assert the_post().tagging_state == TaggingState.DONE
 
 
 def test_inline_mode_after_the_last_retry_logs_and_keeps_the_request(
-    client, auth, app, ada, inline_jobs, caplog
+    client, auth, app, author_id, inline_jobs, caplog
 ):
     app.config["TAGGER_FAILURE_RATE"] = 1
     auth.login()
     with caplog.at_level(logging.ERROR, logger="blog.queues"):
         assert client.post("/posts/new", data=POST).status_code == 302
     with app.app_context():
-        assert the_post().tagging_state == FAILED  # the last attempt, and only it, said so
+        assert (
+            the_post().tagging_state == TaggingState.FAILED
+        )  # the last attempt, and only it, said so
     assert "could not enqueue auto_tag_post" in caplog.text
     assert "TaggerUnavailable" in caplog.text
 
 
-def test_inline_mode_marks_failed_only_on_the_last_attempt(app_ctx, ada, inline_jobs, monkeypatch):
-    post_id = factories.post(ada).id
+def test_inline_mode_marks_failed_only_on_the_last_attempt(
+    app_ctx, author_id, inline_jobs, monkeypatch
+):
+    post_id = factories.post(author_id).id
     states = []
 
     def broken(self, title, body):
@@ -109,13 +115,13 @@ def test_inline_mode_marks_failed_only_on_the_last_attempt(app_ctx, ada, inline_
         raise TaggerUnavailable("down")
 
     monkeypatch.setattr(Tagger, "tags_for", broken)
-    db.session.get(Post, post_id).tagging_state = PENDING
+    db.session.get(Post, post_id).tagging_state = TaggingState.PENDING
     db.session.commit()
     with pytest.raises(TaggerUnavailable):
         enqueue(auto_tag_post, post_id, retry=Retry(max=2))
-    assert states == [PENDING, PENDING, PENDING]
+    assert states == [TaggingState.PENDING, TaggingState.PENDING, TaggingState.PENDING]
     db.session.expire_all()
-    assert db.session.get(Post, post_id).tagging_state == FAILED
+    assert db.session.get(Post, post_id).tagging_state == TaggingState.FAILED
 
 
 def test_enqueue_in_inline_mode_returns_the_result_or_raises(app_ctx, inline_jobs):

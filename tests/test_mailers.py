@@ -236,28 +236,28 @@ def test_signup_schedules_a_reminder_for_a_day_later(auth, app):
         assert Job.fetch(job_id, connection=app.extensions["redis"]).args == (user_id,)
 
 
-def test_a_taken_email_gets_no_second_reminder(auth, app, ada):
+def test_a_taken_email_gets_no_second_reminder(auth, app, author_id):
     auth.signup("ada@example.com")
     with app.app_context():
         assert get_queue("mailers").scheduled_job_registry.count == 0
 
 
-def test_the_reminder_is_skipped_for_a_user_who_has_posted(app_ctx, ada):
-    factories.post(ada)
-    assert send_signup_reminder(ada) == "not needed"
+def test_the_reminder_is_skipped_for_a_user_who_has_posted(app_ctx, author_id):
+    factories.post(author_id)
+    assert send_signup_reminder(author_id) == "not needed"
     assert db.session.scalars(select(Email)).all() == []
 
 
-def test_the_reminder_is_sent_once_to_a_user_who_has_not_posted(app_ctx, ada, mail_catcher):
+def test_the_reminder_is_sent_once_to_a_user_who_has_not_posted(app_ctx, author_id, mail_catcher):
     current_app.config.update(MAIL_URL=mail_catcher.url, APP_URL="https://blog.example.com")
-    assert send_signup_reminder(ada) == "sent"
-    assert send_signup_reminder(ada) == "already sent"
+    assert send_signup_reminder(author_id) == "sent"
+    assert send_signup_reminder(author_id) == "already sent"
     (message,) = mail_catcher.messages
     assert message["To"] == "ada@example.com"
     assert message["Subject"] == "Your first post is waiting"
     email = db.session.scalars(select(Email)).one()
     assert (email.kind, email.state) == ("signup_reminder", "sent")
-    assert email.message_id == f"<signup_reminder.{ada}@blog.example.com>"
+    assert email.message_id == f"<signup_reminder.{author_id}@blog.example.com>"
     assert "https://blog.example.com/posts/new" in email.text_body
 
 

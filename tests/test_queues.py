@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from blog.extensions import db
-from blog.models import PENDING, Post
+from blog.models import Post, TaggingState
 from blog.queues import (
     QUEUE_NAMES,
     JobRequest,
@@ -33,8 +33,8 @@ def queued_ids(name="default") -> list[str]:
     return get_queue(name).job_ids
 
 
-def test_the_job_reaches_redis_only_after_commit(app_ctx, ada):
-    post = factories.post(ada)
+def test_the_job_reaches_redis_only_after_commit(app_ctx, author_id):
+    post = factories.post(author_id)
     post.title = "changed"
     enqueue_after_commit(demo, 0, "after commit")
     assert queued_ids() == []
@@ -42,8 +42,8 @@ def test_the_job_reaches_redis_only_after_commit(app_ctx, ada):
     assert len(queued_ids()) == 1
 
 
-def test_a_rollback_enqueues_nothing(app_ctx, ada):
-    post = factories.post(ada)
+def test_a_rollback_enqueues_nothing(app_ctx, author_id):
+    post = factories.post(author_id)
     post.title = "changed"
     enqueue_after_commit(demo, 0, "never")
     db.session.rollback()
@@ -51,8 +51,8 @@ def test_a_rollback_enqueues_nothing(app_ctx, ada):
     assert queued_ids() == []
 
 
-def test_a_failed_commit_enqueues_nothing(app_ctx, ada):
-    db.session.add(Post(author_id=ada, title=None, body="no title"))  # NOT NULL violation
+def test_a_failed_commit_enqueues_nothing(app_ctx, author_id):
+    db.session.add(Post(author_id=author_id, title=None, body="no title"))  # NOT NULL violation
     enqueue_after_commit(demo, 0, "never")
     with pytest.raises(IntegrityError):
         db.session.commit()
@@ -74,19 +74,19 @@ def test_with_no_transaction_open_a_rollback_drops_the_job(app_ctx):
     assert queued_ids("low") == []
 
 
-def test_a_rolled_back_savepoint_drops_its_jobs_and_keeps_the_others(app_ctx, ada):
-    post = factories.post(ada)
+def test_a_rolled_back_savepoint_drops_its_jobs_and_keeps_the_others(app_ctx, author_id):
+    post = factories.post(author_id)
     post.title = "kept"
     enqueue_after_commit(demo, 0, "outer")
     with pytest.raises(IntegrityError), db.session.begin_nested():
-        db.session.add(Post(author_id=ada, title=None, body="no title"))  # NOT NULL violation
+        db.session.add(Post(author_id=author_id, title=None, body="no title"))  # NOT NULL violation
         enqueue_after_commit(demo, 0, "inner")
     db.session.commit()
     assert [job.args for job in get_queue("default").get_jobs()] == [(0, "outer")]
 
 
-def test_a_released_savepoint_waits_for_the_outer_commit(app_ctx, ada):
-    factories.post(ada).title = "changed"
+def test_a_released_savepoint_waits_for_the_outer_commit(app_ctx, author_id):
+    factories.post(author_id).title = "changed"
     with db.session.begin_nested():
         enqueue_after_commit(demo, 0, "inner")
     assert queued_ids() == []  # the savepoint is released, the transaction still open
@@ -94,8 +94,8 @@ def test_a_released_savepoint_waits_for_the_outer_commit(app_ctx, ada):
     assert len(queued_ids()) == 1
 
 
-def test_jobs_of_a_savepoint_are_dropped_when_the_outer_transaction_rolls_back(app_ctx, ada):
-    factories.post(ada).title = "changed"
+def test_jobs_of_a_savepoint_are_dropped_when_the_outer_transaction_rolls_back(app_ctx, author_id):
+    factories.post(author_id).title = "changed"
     with db.session.begin_nested():
         enqueue_after_commit(demo, 0, "inner")
     db.session.rollback()
@@ -104,7 +104,7 @@ def test_jobs_of_a_savepoint_are_dropped_when_the_outer_transaction_rolls_back(a
 
 
 def test_an_unexpected_error_after_the_commit_is_logged_and_the_data_kept(
-    client, auth, app, ada, caplog, monkeypatch
+    client, auth, app, author_id, caplog, monkeypatch
 ):
     def broken(request):
         raise ValueError("not a Redis error")
@@ -115,16 +115,16 @@ def test_an_unexpected_error_after_the_commit_is_logged_and_the_data_kept(
         response = client.post("/posts/new", data={"title": "Kept", "body": "Saved anyway."})
     assert response.status_code == 302
     with app.app_context():
-        assert db.session.scalars(select(Post)).one().tagging_state == PENDING
+        assert db.session.scalars(select(Post)).one().tagging_state == TaggingState.PENDING
     (record,) = caplog.records
     assert record.getMessage().startswith("could not enqueue auto_tag_post(1,) on default")
     assert record.exc_info[0] is ValueError
 
 
-def test_redis_down_at_commit_loses_nothing_and_is_logged(app, caplog, ada):
+def test_redis_down_at_commit_loses_nothing_and_is_logged(app, caplog, author_id):
     with app.app_context():
         app.extensions["redis"] = Redis.from_url("redis://127.0.0.1:1/0?socket_connect_timeout=1")
-        post = factories.post(ada)
+        post = factories.post(author_id)
         post.title = "changed"
         enqueue_after_commit(demo, 0, "lost")
         with caplog.at_level(logging.WARNING, logger="blog.queues"):
@@ -178,8 +178,8 @@ def test_checked_kwargs_reach_the_job(app_ctx):
     assert job.kwargs == {"message": "by name"}
 
 
-def test_orm_objects_are_refused_as_job_arguments(app_ctx, ada):
-    post = factories.post(ada)
+def test_orm_objects_are_refused_as_job_arguments(app_ctx, author_id):
+    post = factories.post(author_id)
     with pytest.raises(UnsafeJobArgument, match="not Post"):
         enqueue_after_commit(demo, post, "x")
 

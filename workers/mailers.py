@@ -146,17 +146,21 @@ def claim(email_id: int) -> datetime | None:
     transaction that has read into one that writes while another process writes.
     """
     now = utcnow()
-    expired = now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
     claimed = db.session.execute(
         update(Email)
         .where(
             Email.id == email_id,
             Email.sent_at.is_(None),
-            or_(Email.claimed_at.is_(None), Email.claimed_at < expired),
+            or_(Email.claimed_at.is_(None), Email.claimed_at < lease_cutoff(now)),
         )
         .values(claimed_at=now, failed_at=None)
     ).rowcount
     return now if claimed else None
+
+
+def lease_cutoff(now: datetime) -> datetime:
+    """A claim made before this has outlived its lease: the run that made it is dead."""
+    return now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
 
 
 def not_claimed(email_id: int, email: Email | None) -> str:

@@ -16,6 +16,7 @@ from flask import Flask, Response, abort, current_app, request
 from rq.exceptions import NoSuchJobError
 
 from blog.admin.security import csp_nonce
+from blog.config import without_password
 from blog.errors import render_error
 from blog.extensions import csrf
 from blog.queues import QUEUE_NAMES, redis_connection
@@ -26,10 +27,8 @@ REGISTRY_NAMES = ("queued", "failed", "deferred", "started", "finished", "schedu
 
 
 def redis_label(url: str) -> str:
-    """The Redis URL as the dashboard's header shows it: no password, no query string."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host, query=""))
+    """The Redis URL as the dashboard's header shows it: password hidden, no query string."""
+    return urlunsplit(urlsplit(without_password(url))._replace(query=""))
 
 
 def before_dashboard_request():
