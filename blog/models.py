@@ -207,13 +207,11 @@ class Post(db.Model):
 
 
 class Email(db.Model):
-    """The outbox: every message the app sends, one row per (user, kind) at most.
+    """The outbox: every message the app sends, one row per (user, kind) at most, written in
+    the same transaction as what it is about (the welcome email with the user).
 
-    A row is written in the same transaction as what it is about (the welcome email with the
-    user), and the ``send_email`` job delivers it: ``claimed_at`` is set while an attempt
-    sends it, then ``sent_at``, or ``failed_at`` when the retries ran out. The dev mailbox
-    reads this table, and the unique key makes "send the welcome email" something that can
-    happen once per user only.
+    ``claimed_at`` is set while an attempt sends it, then ``sent_at``, or ``failed_at`` when
+    the retries ran out: how ``send_email`` uses them is in ``workers/mailers.py``.
     """
 
     __tablename__ = "emails"
