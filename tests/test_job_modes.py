@@ -14,7 +14,7 @@ from blog.tagger import Tagger, TaggerUnavailable
 from tests import factories
 from workers.demo import DemoFailure, demo
 from workers.mailers import send_email, send_signup_reminder
-from workers.tagging import TAGGING_RETRIES, auto_tag_post
+from workers.tagging import TAGGING_RETRIES, auto_tag_post, schedule_tagging
 
 POST = {"title": "Background jobs with Redis", "body": "Redis keeps the queue. Redis is fast."}
 
@@ -128,3 +128,13 @@ def test_enqueue_in_inline_mode_returns_the_result_or_raises(app_ctx, inline_job
     assert enqueue(demo, 0, "here").result == "here"
     with pytest.raises(DemoFailure):
         enqueue(demo, 0, "there", 1.0)
+
+
+def test_scheduling_a_new_row_flushes_it_for_its_id(app_ctx, author_id, fake_jobs):
+    post = Post(author_id=author_id, title="New", body="Not flushed yet.")
+    db.session.add(post)
+    schedule_tagging(post)
+    assert post.id is not None
+    assert fake_jobs.jobs == []  # it waits for the commit
+    db.session.commit()
+    assert [job.args for job in fake_jobs.of(auto_tag_post)] == [(post.id,)]
