@@ -6,13 +6,12 @@ connections). One line per request goes to stdout, gunicorn's own lines to stder
 platform collects both.
 """
 
-import os
+from blog.config import environment, read_settings
 
-from blog.config import app_env
-
-_host = "0.0.0.0" if app_env() == "production" else "127.0.0.1"
-bind = f"{_host}:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_settings = read_settings()  # checked: a bad PORT or WEB_CONCURRENCY stops gunicorn at start
+_host = "0.0.0.0" if environment(_settings) == "production" else "127.0.0.1"
+bind = f"{_host}:{_settings.PORT}"
+workers = _settings.WEB_CONCURRENCY
 # A platform's router gives up on a request after 30 s; stop working on it by then too.
 timeout = 30
 # On SIGTERM, let requests in flight finish, well inside a platform's 30 s grace period.

@@ -5,16 +5,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import click
-from email_validator import EmailNotValidError, validate_email
 from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from blog import queue_admin
-from blog.auth.forms import PASSWORD_MIN
+from blog.auth.policy import PolicyError, check_password, checked_email
 from blog.extensions import db
 from blog.models import User
 from blog.queues import (
@@ -55,15 +53,14 @@ def database_errors():
 )
 def create_user(email: str, admin: bool, password: str) -> None:
     """Create a user with EMAIL, optionally an admin."""
-    email = User.normalise_email(email)
     try:
-        validate_email(email, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as error:
+        email = checked_email(email)
+    except PolicyError as error:
         raise click.BadParameter(str(error), param_hint="EMAIL") from None
-    if len(password) < PASSWORD_MIN:
-        raise click.BadParameter(
-            f"must be at least {PASSWORD_MIN} characters.", param_hint="--password"
-        )
+    try:
+        check_password(password)
+    except PolicyError as error:
+        raise click.BadParameter(str(error), param_hint="--password") from None
     user = User(email=email, is_admin=admin)
     user.set_password(password)
     db.session.add(user)
@@ -85,7 +82,7 @@ def create_user(email: str, admin: bool, password: str) -> None:
 def promote_user(email: str, revoke: bool) -> None:
     """Make the user with EMAIL an admin (one who signed up on the site, say)."""
     with database_errors():
-        user = db.session.scalar(select(User).where(User.email == User.normalise_email(email)))
+        user = User.by_email(email)
         if user is None:
             raise click.ClickException(f"There is no user with the email {email}.")
         user.is_admin = not revoke
@@ -234,8 +231,7 @@ def stats_command():
             f"{q.failed:>7} {q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
         )
     workers = queue_admin.worker_stats()
-    busy = sum(w.state == "busy" for w in workers)
-    click.echo(f"\nworkers: {len(workers)} ({busy} busy)")
+    click.echo(f"\nworkers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:
         doing = f"{w.job_func} ({w.job_id})" if w.job_id else "-"
         click.echo(f"  {w.name:<40} {w.state:<10} {','.join(w.queues):<28} {doing}")
@@ -247,7 +243,10 @@ def clear_command(yes):
     """Empty every queue and job registry: start over."""
     if not yes:
         click.confirm("Delete every waiting, scheduled, failed and finished job?", abort=True)
-    click.echo(f"Removed {queue_admin.clear_all()} job(s).")
+    cleared = queue_admin.clear_all()
+    places = ", ".join(f"{count} {place}" for place, count in cleared.jobs.items())
+    click.echo(f"Removed {cleared.total} job(s){': ' + places if places else ''}.")
+    click.echo(f"Deleted {cleared.keys} Redis key(s) of RQ's: queues, registries and job records.")
 
 
 @jobs.command("retry-failed")

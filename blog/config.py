@@ -1,41 +1,137 @@
 """Configuration, read from the environment only (twelve-factor).
 
+``Settings`` names every variable the app reads, with its type, default and limits, and
+pydantic-settings checks them all at once: a bad value stops the process at start, with an
+error that names the variable. The functions below add the rules a type cannot state (the
+``postgres://`` rewrite, ``REDIS_PROVIDER``, the development secret file, defaults that
+depend on ``APP_ENV``), and ``from_environment`` builds the Flask config mapping.
+
 Every process (``flask``, gunicorn, ``rq worker``, ``rq cron``) imports this module, and
 gunicorn and rq never read ``.env`` themselves, so ``load_dotenv`` runs here, once, at import.
 Variables already set in the environment win over ``.env``.
 """
 
+import functools
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from annotated_types import Ge, Le
 from dotenv import load_dotenv
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from blog.job_modes import JOBS_MODES
 
 load_dotenv()
 
 ENVIRONMENTS = ("development", "production", "testing")
+POSTS_PER_PAGE_MAX = 50
 
 
 class ConfigError(RuntimeError):
     """The environment does not describe a configuration the app can run with."""
 
 
-def number(environ, name: str, default: str, kind=int, low: float = 0, high: float | None = None):
-    """The variable ``name`` as a number of ``kind`` between ``low`` and ``high``, or a
-    ConfigError that names it."""
-    raw = environ.get(name, default).strip()
+Lower = BeforeValidator(lambda value: value.strip().lower() if isinstance(value, str) else value)
+Upper = BeforeValidator(lambda value: value.strip().upper() if isinstance(value, str) else value)
+
+
+class Settings(BaseSettings):
+    """Every environment variable the app reads. Unset or empty means the default."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", str_strip_whitespace=True, frozen=True
+    )
+
+    # None: production on a Heroku dyno (DYNO is set), else development.
+    APP_ENV: Annotated[Literal[ENVIRONMENTS] | None, Lower] = None
+    DYNO: str = ""
+    SECRET_KEY: str = ""
+    PORT: int = Field(5000, ge=1, le=65535)
+    APP_URL: str = ""
+    DATABASE_URL: str = ""
+    DATABASE_POOL_SIZE: int = Field(2, ge=1, le=100)
+    DATABASE_MAX_OVERFLOW: int = Field(0, ge=0, le=100)
+    REDIS_URL: str = ""
+    REDIS_PROVIDER: str = ""
+    REDIS_SSL_CERT_REQS: Annotated[Literal["none", "optional", "required"] | None, Lower] = None
+    # None: 1 in production (the platform's router), else 0.
+    TRUSTED_PROXIES: int | None = Field(None, ge=0, le=10)
+    JOBS_MODE: Annotated[Literal[JOBS_MODES], Lower] = "redis"
+    TAGGING_MODE: Annotated[Literal["queue", "inline"], Lower] = "queue"
+    TAGGER_LATENCY: float = Field(1.0, ge=0, le=60)
+    TAGGER_FAILURE_RATE: float = Field(0.0, ge=0, le=1)
+    RETRY_BACKOFF_FACTOR: float = Field(1.0, ge=0, le=100)
+    STRANDED_AFTER_SECONDS: int = Field(300, ge=0)
+    MAIL_URL: str = ""
+    MAIL_FROM: str = "Flask Background Jobs <noreply@localhost>"
+    MAIL_CLAIM_LEASE_SECONDS: int = Field(180, ge=1)
+    SIGNUP_REMINDER_DELAY: int = Field(24 * 3600, ge=0)
+    SIGNUP_RATE_LIMIT: str = "5 per hour"
+    POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
+    RQ_DASHBOARD_DISABLE_DELETE: bool = False
+    SENTRY_DSN: str = ""
+    LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
+    WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
+    # How the worker runs its jobs: the README's "The worker" says how to choose.
+    WORKER_MODE: Annotated[Literal["threads", "fork"], Lower] = "threads"
+    WORKER_CONCURRENCY: int = Field(5, ge=1, le=500)
+    WORKER_PROCESSES: int = Field(1, ge=1, le=64)
+    # MB; a threads-mode worker process above it is replaced (0: never).
+    WORKER_MEMORY_LIMIT: int = Field(384, ge=0)
+    # A platform kills a process 30 s after SIGTERM: the jobs' grace, and the few seconds an
+    # interrupted job gets to stop, must end before that.
+    WORKER_SHUTDOWN_GRACE: float = Field(20, ge=0, le=20)
+    # Seconds between a worker's signs of life; four missed and its jobs are recovered.
+    WORKER_HEARTBEAT: float = Field(5, ge=0.5, le=60)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
+        # Only what ``read_settings`` passes in: tests hand it a mapping of their own, and
+        # the processes os.environ (with .env loaded into it above).
+        return (init_settings,)
+
+
+def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The variables of ``environ`` that the app reads, checked; or a ConfigError naming each
+    bad one."""
+    values = {
+        name: value
+        for name, value in environ.items()
+        if name in Settings.model_fields and value.strip()
+    }
     try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{name} must be a{'n integer' if kind is int else ' number'}, not {raw!r}"
-        ) from None
-    if not (low <= value and (high is None or value <= high)):  # also refuses nan
-        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {limits}, not {raw}")
-    return value
+        return Settings(**values)
+    except ValidationError as error:
+        raise ConfigError("; ".join(_describe(problem) for problem in error.errors())) from None
+
+
+def _describe(problem: dict) -> str:
+    """One line for one bad variable: its name, what it must be, what it is."""
+    name = problem["loc"][0]
+    value = problem["input"]
+    shown = repr(without_password(str(value)))  # a URL set by mistake keeps its password
+    kind = problem["type"]
+    if kind in ("greater_than_equal", "less_than_equal"):
+        metadata = Settings.model_fields[name].metadata
+        low = next((f"{m.ge:g}" for m in metadata if isinstance(m, Ge)), None)
+        high = next((f"{m.le:g}" for m in metadata if isinstance(m, Le)), None)
+        must = f"be between {low} and {high}" if high is not None else f"be at least {low}"
+    elif kind == "int_parsing":
+        must = "be an integer"
+    elif kind == "float_parsing":
+        must = "be a number"
+    elif kind == "bool_parsing":
+        must = "be 1, true, yes or on, or 0, false, no or off"
+    elif kind == "literal_error":
+        must = f"be one of {problem['ctx']['expected']}"
+    else:
+        must = f"be valid ({problem['msg']})"
+    return f"{name} must {must}, not {shown}"
 
 
 def without_password(url: str) -> str:
@@ -46,22 +142,23 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
-def app_env(environ=os.environ) -> str:
+def environment(settings: Settings) -> str:
     """``APP_ENV``; on a Heroku dyno (``DYNO`` is set) the default is production."""
-    default = "production" if "DYNO" in environ else "development"
-    env = environ.get("APP_ENV", default).strip().lower()
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    return env
+    return settings.APP_ENV or ("production" if settings.DYNO else "development")
 
 
-def database_url(environ, instance_path: Path) -> str:
+def app_env(environ: Mapping[str, str] = os.environ) -> str:
+    """``APP_ENV``: development, production or testing."""
+    return environment(read_settings(environ))
+
+
+def database_url(environ: Mapping[str, str], instance_path: Path | None) -> str:
     """``DATABASE_URL``, or a SQLite file in the instance folder so nothing needs installing.
 
     Heroku and others hand out ``postgres://`` URLs, a scheme SQLAlchemy rejects; and for a
     plain ``postgresql://`` SQLAlchemy 2.1 picks psycopg 3, while this app ships psycopg2.
     """
-    url = environ.get("DATABASE_URL", "").strip()
+    url = read_settings(environ).DATABASE_URL
     if not url:
         return f"sqlite:///{instance_path / 'blog.sqlite3'}"
     for scheme in ("postgres://", "postgresql://"):
@@ -82,7 +179,7 @@ REDIS_URL_OPTIONS = {
 }
 
 
-def redis_url(environ, instance_path: Path | None) -> str:
+def redis_url(environ: Mapping[str, str], instance_path: Path | None) -> str:
     """The Redis URL every process uses, with the connection options in its query string.
 
     Where it comes from, first match wins: ``REDIS_PROVIDER`` naming the variable that holds
@@ -92,13 +189,14 @@ def redis_url(environ, instance_path: Path | None) -> str:
     ``rediss://`` verifies the server's certificate unless ``REDIS_SSL_CERT_REQS=none``, which
     a PaaS Redis with a self-signed certificate (Heroku's) needs.
     """
-    provider = environ.get("REDIS_PROVIDER", "").strip()
+    settings = read_settings(environ)
+    provider = settings.REDIS_PROVIDER
     if provider:
         url = environ.get(provider, "").strip()
         if not url:
             raise ConfigError(f"REDIS_PROVIDER names {provider}, but {provider} is not set")
     else:
-        url = environ.get("REDIS_URL", "").strip()
+        url = settings.REDIS_URL
     dev_file = instance_path / DEV_REDIS_URL_FILE if instance_path else None
     if not url and dev_file and dev_file.exists():
         url = dev_file.read_text().strip()
@@ -111,10 +209,8 @@ def redis_url(environ, instance_path: Path | None) -> str:
             f"not {without_password(url)!r}"
         )
     options = dict(REDIS_URL_OPTIONS)
-    cert_reqs = environ.get("REDIS_SSL_CERT_REQS", "").strip().lower()
+    cert_reqs = settings.REDIS_SSL_CERT_REQS
     if parts.scheme == "rediss" and cert_reqs:
-        if cert_reqs not in ("none", "optional", "required"):
-            raise ConfigError("REDIS_SSL_CERT_REQS must be none, optional or required")
         options["ssl_cert_reqs"] = cert_reqs
         if cert_reqs == "none":
             options["ssl_check_hostname"] = "false"
@@ -122,11 +218,10 @@ def redis_url(environ, instance_path: Path | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(options)))
 
 
-def secret_key(environ, env: str, instance_path: Path) -> str:
+def secret_key(settings: Settings, env: str, instance_path: Path) -> str:
     """``SECRET_KEY``; in development one is generated once and kept in the instance folder."""
-    key = environ.get("SECRET_KEY", "").strip()
-    if key:
-        return key
+    if settings.SECRET_KEY:
+        return settings.SECRET_KEY
     if env == "testing":
         return "not-a-secret-testing-only"
     if env == "production":
@@ -138,20 +233,13 @@ def secret_key(environ, env: str, instance_path: Path) -> str:
     return key_file.read_text().strip()
 
 
-def tagging_mode(environ) -> str:
-    mode = environ.get("TAGGING_MODE", "queue").strip().lower()
-    if mode not in ("queue", "inline"):
-        raise ConfigError(f"TAGGING_MODE must be queue or inline, not {mode!r}")
-    return mode
-
-
-def app_url(environ, env: str) -> str:
+def app_url(settings: Settings, env: str) -> str:
     """``APP_URL``, the site's public address, for the links in emails.
 
     A link in an email cannot come from the request's ``Host`` header: whoever sends the
     request chooses it, and could make the site mail a victim a link to another site.
     """
-    url = environ.get("APP_URL", "").strip().rstrip("/")
+    url = settings.APP_URL.rstrip("/")
     if url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ConfigError(
@@ -160,7 +248,7 @@ def app_url(environ, env: str) -> str:
         return url
     if env == "production":
         raise ConfigError("APP_URL must be set in production (e.g. https://blog.example.com)")
-    return f"http://127.0.0.1:{environ.get('PORT', '5000')}"
+    return f"http://127.0.0.1:{settings.PORT}"
 
 
 class MailServer(NamedTuple):
@@ -171,8 +259,9 @@ class MailServer(NamedTuple):
     password: str
 
 
+@functools.lru_cache(maxsize=8)
 def mail_server(url: str) -> MailServer:
-    """The SMTP server that ``MAIL_URL`` names.
+    """The SMTP server that ``MAIL_URL`` names (parsed once per URL, then remembered).
 
     ``smtps://user:password@host`` speaks TLS from the first byte (port 465 by default).
     ``smtp://user:password@host`` upgrades with STARTTLS (port 587) and refuses a server that
@@ -201,20 +290,7 @@ def mail_server(url: str) -> MailServer:
     )
 
 
-def mail_url(environ) -> str:
-    """``MAIL_URL``, checked now so that a typo stops the app at start, not at the first email."""
-    url = environ.get("MAIL_URL", "").strip()
-    if url:
-        mail_server(url)
-    return url
-
-
-def flag(environ, name: str) -> bool:
-    """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
-    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def engine_options(url: str, environ) -> dict:
+def engine_options(url: str, environ: Mapping[str, str]) -> dict:
     """Connection pool settings: bounded per process, and checked before use.
 
     A gunicorn worker serves one request at a time and a work-horse runs one job, so each
@@ -224,9 +300,10 @@ def engine_options(url: str, environ) -> dict:
     if url.startswith("sqlite"):
         # Web and worker processes write at once: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 15}}
+    settings = read_settings(environ)
     return {
-        "pool_size": number(environ, "DATABASE_POOL_SIZE", "2", low=1),
-        "max_overflow": number(environ, "DATABASE_MAX_OVERFLOW", "0"),
+        "pool_size": settings.DATABASE_POOL_SIZE,
+        "max_overflow": settings.DATABASE_MAX_OVERFLOW,
         # A connection the server or the network dropped is replaced before it is used.
         "pool_pre_ping": True,
         "pool_recycle": 300,
@@ -235,74 +312,59 @@ def engine_options(url: str, environ) -> dict:
     }
 
 
-WORKER_MODES = ("threads", "fork")
+WORKER_SETTINGS = (
+    "WORKER_MODE",
+    "WORKER_CONCURRENCY",
+    "WORKER_PROCESSES",
+    "WORKER_MEMORY_LIMIT",
+    "WORKER_SHUTDOWN_GRACE",
+    "WORKER_HEARTBEAT",
+)
 
 
-def worker_settings(environ) -> dict:
-    """How the worker runs its jobs (the README's "The worker" says how to choose)."""
-    mode = environ.get("WORKER_MODE", "threads").strip().lower()
-    if mode not in WORKER_MODES:
-        raise ConfigError(f"WORKER_MODE must be one of {', '.join(WORKER_MODES)}, not {mode!r}")
-    return {
-        "WORKER_MODE": mode,
-        # Jobs run at once by one worker dyno: threads over WORKER_PROCESSES processes, or
-        # forking processes with WORKER_MODE=fork.
-        "WORKER_CONCURRENCY": number(environ, "WORKER_CONCURRENCY", "5", low=1, high=500),
-        "WORKER_PROCESSES": number(environ, "WORKER_PROCESSES", "1", low=1, high=64),
-        # A threads-mode process above this many MB of memory is replaced (0: never).
-        "WORKER_MEMORY_LIMIT": number(environ, "WORKER_MEMORY_LIMIT", "384", low=0),
-        # Seconds a running job gets to finish after SIGTERM; then it goes back to its queue.
-        "WORKER_SHUTDOWN_GRACE": number(environ, "WORKER_SHUTDOWN_GRACE", "20", float, high=20),
-        # Seconds between a worker's signs of life; four missed and its jobs are recovered.
-        "WORKER_HEARTBEAT": number(environ, "WORKER_HEARTBEAT", "5", float, low=0.5, high=60),
-    }
+def worker_settings(environ: Mapping[str, str] = os.environ) -> dict:
+    """The settings of ``python -m workers`` (``workers/supervisor.py``)."""
+    settings = read_settings(environ)
+    return {name: getattr(settings, name) for name in WORKER_SETTINGS}
 
 
-def trusted_proxies(environ, env: str) -> int:
-    """``TRUSTED_PROXIES``: how many proxies in front of the app add X-Forwarded-* headers.
-
-    In production a platform's router sits in front (one proxy: Heroku's router, Dokku's
-    nginx); the app takes the client's address and scheme from what it adds, and from no one
-    else. Elsewhere nothing does, and a header a client sent itself must not be believed.
-    """
-    count = number(environ, "TRUSTED_PROXIES", "1" if env == "production" else "0")
-    if count < 0:
-        raise ConfigError("TRUSTED_PROXIES must be 0 or more")
-    return count
-
-
-def from_environment(instance_path: Path, environ=os.environ) -> dict:
+def from_environment(instance_path: Path, environ: Mapping[str, str] = os.environ) -> dict:
     """Build the Flask config mapping from the environment."""
     instance_path.mkdir(parents=True, exist_ok=True)
-    env = app_env(environ)
-    db_url = database_url(environ, instance_path)
+    settings = read_settings(environ)
+    env = environment(settings)
     production = env == "production"
+    db_url = database_url(environ, instance_path)
     redis = redis_url(environ, instance_path)
+    if settings.MAIL_URL:
+        mail_server(settings.MAIL_URL)  # a typo stops the app at start, not at the first email
     return {
         "APP_ENV": env,
-        "SECRET_KEY": secret_key(environ, env, instance_path),
+        "SECRET_KEY": secret_key(settings, env, instance_path),
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(db_url, environ),
         "REDIS_URL": redis,
+        # Where jobs go: Redis, or, for tests and development, run inline or recorded (fake).
+        "JOBS_MODE": settings.JOBS_MODE,
         # "inline" runs the tagger inside the request, to feel what the queue saves the user.
-        "TAGGING_MODE": tagging_mode(environ),
-        "TAGGER_LATENCY": number(environ, "TAGGER_LATENCY", "1", float, high=60),
-        "TAGGER_FAILURE_RATE": number(environ, "TAGGER_FAILURE_RATE", "0", float, high=1),
-        "RETRY_BACKOFF_FACTOR": number(environ, "RETRY_BACKOFF_FACTOR", "1", float, high=100),
+        "TAGGING_MODE": settings.TAGGING_MODE,
+        "TAGGER_LATENCY": settings.TAGGER_LATENCY,
+        "TAGGER_FAILURE_RATE": settings.TAGGER_FAILURE_RATE,
+        "RETRY_BACKOFF_FACTOR": settings.RETRY_BACKOFF_FACTOR,
         # Work left pending this long (its enqueue was lost) is enqueued again.
-        "STRANDED_AFTER_SECONDS": number(environ, "STRANDED_AFTER_SECONDS", "300"),
-        "APP_URL": app_url(environ, env),
+        "STRANDED_AFTER_SECONDS": settings.STRANDED_AFTER_SECONDS,
+        "APP_URL": app_url(settings, env),
         # Without MAIL_URL, email stays in the outbox table: read it at /dev/mail.
-        "MAIL_URL": mail_url(environ),
-        "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
+        "MAIL_URL": settings.MAIL_URL,
+        "MAIL_FROM": settings.MAIL_FROM,
         # An attempt to send an email holds it this long; then another may take it over.
-        "MAIL_CLAIM_LEASE_SECONDS": number(environ, "MAIL_CLAIM_LEASE_SECONDS", "180", low=1),
+        "MAIL_CLAIM_LEASE_SECONDS": settings.MAIL_CLAIM_LEASE_SECONDS,
         # How long after signing up a user who has not posted gets a reminder.
-        "SIGNUP_REMINDER_DELAY": number(environ, "SIGNUP_REMINDER_DELAY", str(24 * 3600)),
+        "SIGNUP_REMINDER_DELAY": settings.SIGNUP_REMINDER_DELAY,
         # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
         "DEV_MAILBOX": not production,
         # Signup sends email, so it is rate-limited per client address, counted in Redis.
-        "SIGNUP_RATE_LIMIT": environ.get("SIGNUP_RATE_LIMIT", "5 per hour"),
+        "SIGNUP_RATE_LIMIT": settings.SIGNUP_RATE_LIMIT,
         # Explicit: one Limiter serves every app in a process (the tests make many), and it
         # keeps an earlier app's RATELIMIT_ENABLED=False otherwise.
         "RATELIMIT_ENABLED": True,
@@ -312,16 +374,21 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         # Redis down: count in this process's memory meanwhile, rather than fail the signup.
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-        # Without it behind a router, every client has the router's address (and shares one
-        # rate limit), and every request looks like plain HTTP.
-        "TRUSTED_PROXIES": trusted_proxies(environ, env),
+        # Behind a platform's router, believe its X-Forwarded-For and -Proto, and no one
+        # else's: without it every client has the router's address (and shares one rate
+        # limit), and every request looks like plain HTTP.
+        "TRUSTED_PROXIES": (
+            settings.TRUSTED_PROXIES
+            if settings.TRUSTED_PROXIES is not None
+            else (1 if production else 0)
+        ),
         # Errors of the web process and of jobs go to Sentry when this is set.
-        "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
-        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
+        "SENTRY_DSN": settings.SENTRY_DSN,
+        "LOG_LEVEL": settings.LOG_LEVEL,
         "PASSWORD_HASH_METHOD": "scrypt",
-        "POSTS_PER_PAGE": number(environ, "POSTS_PER_PAGE", "10", low=1, high=100),
+        "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
-        "RQ_DASHBOARD_DISABLE_DELETE": flag(environ, "RQ_DASHBOARD_DISABLE_DELETE"),
+        "RQ_DASHBOARD_DISABLE_DELETE": settings.RQ_DASHBOARD_DISABLE_DELETE,
         # A request body larger than this gets a 413 page before any form parsing.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -331,5 +398,5 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
-        **worker_settings(environ),
+        **{name: getattr(settings, name) for name in WORKER_SETTINGS},
     }

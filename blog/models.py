@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from flask import current_app
 from flask_login import UserMixin
@@ -32,9 +33,13 @@ TAGS_PER_POST_MAX = 15
 AUTHOR = "author"
 TAGGER = "tagger"
 
-PENDING = "pending"
-DONE = "done"
-FAILED = "failed"
+
+class TaggingState(StrEnum):
+    """Where a post's tagging stands (``Post.tagging_state``; None before any)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
 
 
 def utcnow() -> datetime:
@@ -140,7 +145,8 @@ class Post(db.Model):
     __tablename__ = "posts"
     __table_args__ = (
         CheckConstraint(
-            f"tagging_state IN ('{PENDING}', '{DONE}', '{FAILED}')", name="tagging_state"
+            f"tagging_state IN ({', '.join(repr(str(state)) for state in TaggingState)})",
+            name="tagging_state",
         ),
     )
 
@@ -192,7 +198,7 @@ class Post(db.Model):
         self.content_version += 1
         self.updated_at = utcnow()
 
-    def mark_tagging(self, state: str) -> None:
+    def mark_tagging(self, state: TaggingState) -> None:
         self.tagging_state = state
         self.tagging_changed_at = utcnow()
 
@@ -201,13 +207,11 @@ class Post(db.Model):
 
 
 class Email(db.Model):
-    """The outbox: every message the app sends, one row per (user, kind) at most.
+    """The outbox: every message the app sends, one row per (user, kind) at most, written in
+    the same transaction as what it is about (the welcome email with the user).
 
-    A row is written in the same transaction as what it is about (the welcome email with the
-    user), and the ``send_email`` job delivers it: ``claimed_at`` is set while an attempt
-    sends it, then ``sent_at``, or ``failed_at`` when the retries ran out. The dev mailbox
-    reads this table, and the unique key makes "send the welcome email" something that can
-    happen once per user only.
+    ``claimed_at`` is set while an attempt sends it, then ``sent_at``, or ``failed_at`` when
+    the retries ran out: how ``send_email`` uses them is in ``workers/mailers.py``.
     """
 
     __tablename__ = "emails"

@@ -1,33 +1,28 @@
 """Looking after the queues: counts, workers, clearing and retrying; for ``flask jobs`` and the
 admin pages."""
 
-from contextlib import suppress
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
-from rq.registry import (
-    CanceledJobRegistry,
-    DeferredJobRegistry,
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
-from rq.results import Result
+from rq.registry import BaseRegistry
 
+from blog import rq_2_12
 from blog.queues import QUEUE_NAMES, get_queue, redis_connection
 
-REGISTRIES = (
-    StartedJobRegistry,
-    ScheduledJobRegistry,
-    DeferredJobRegistry,
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    CanceledJobRegistry,
-)
+
+def registries(queue: Queue) -> dict[str, BaseRegistry]:
+    """RQ's registries of a queue's jobs, by the name ``flask jobs clear`` reports them under."""
+    return {
+        "started": queue.started_job_registry,
+        "scheduled": queue.scheduled_job_registry,
+        "deferred": queue.deferred_job_registry,
+        "failed": queue.failed_job_registry,
+        "finished": queue.finished_job_registry,
+        "canceled": queue.canceled_job_registry,
+    }
 
 
 @dataclass
@@ -66,15 +61,11 @@ def scheduled_and_retrying(queue: Queue) -> tuple[int, int]:
     RQ keeps both kinds in its scheduled registry. A job scheduled with ``enqueue_in`` or
     ``enqueue_at`` has never started; one put back there by its ``Retry`` has, so its
     ``started_at`` is set. (RQ's ``Repeat`` also reschedules jobs that ran; this app has none.)
-    Only those two fields of each job are read, in one round trip, however many jobs wait.
     """
     job_ids = queue.scheduled_job_registry.get_job_ids()
-    with queue.connection.pipeline() as pipe:
-        for job_id in job_ids:
-            pipe.hmget(Job.key_for(job_id), ["created_at", "started_at"])
-        fields = pipe.execute()
+    fields = rq_2_12.created_and_started(queue.connection, job_ids)
     present = [started for created, started in fields if created]  # not expired meanwhile
-    retrying = sum(bool(started) for started in present)  # RQ stores "" until a job starts
+    retrying = sum(bool(started) for started in present)
     return len(present) - retrying, retrying
 
 
@@ -99,6 +90,10 @@ def queue_stats() -> list[QueueStats]:
     return stats
 
 
+def busy(workers: list[WorkerStats]) -> int:
+    return sum(worker.state == "busy" for worker in workers)
+
+
 def worker_stats() -> list[WorkerStats]:
     stats = []
     for worker in Worker.all(connection=redis_connection()):
@@ -115,25 +110,48 @@ def worker_stats() -> list[WorkerStats]:
     return sorted(stats, key=lambda w: w.name)
 
 
-def clear_all() -> int:
-    """Empty every queue and every job registry; return how many jobs were removed.
+@dataclass
+class Cleared:
+    """What ``clear_all`` removed: jobs by where they were listed, and Redis keys in all."""
 
-    Jobs running right now keep running: stop the workers first for a clean slate.
+    jobs: Counter
+    keys: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.jobs.values())
+
+
+def clear_all() -> Cleared:
+    """Empty every queue and every job registry, and delete every job's records.
+
+    Works whatever state the records are in, also those a killed worker left half written:
+    it deletes by key and never loads a job (see ``blog.rq_2_12``). A job counts once, under
+    the first place it is listed in; "unlisted" are job hashes in no queue or registry. Jobs
+    running right now keep running: stop the workers first for a clean slate.
     """
     connection = redis_connection()
-    removed = 0
+    seen: set[str] = set()
+    jobs: Counter = Counter()
+
+    def count(place: str, job_ids: list[str]) -> None:
+        new = set(job_ids) - seen
+        jobs[place] += len(new)
+        seen.update(new)
+
+    keys = []
     for name in QUEUE_NAMES:
         queue = get_queue(name)
-        removed += queue.empty()
-        for registry_class in REGISTRIES:
-            registry = registry_class(name, connection=connection)
-            for job_id in registry.get_job_ids(cleanup=False):
-                with suppress(NoSuchJobError):  # expired on its own meanwhile
-                    Job.fetch(job_id, connection=connection).delete()
-                connection.delete(Result.get_key(job_id))
-                removed += 1
-            connection.delete(registry.key)
-    return removed
+        count("waiting", queue.get_job_ids())
+        # Taken off the queue by a worker that has not registered it as started yet (or died).
+        count("taken", queue.intermediate_queue.get_job_ids())
+        keys += [queue.key, queue.intermediate_queue_key]
+        for place, registry in registries(queue).items():
+            count(place, registry.get_job_ids(cleanup=False))
+            keys.append(registry.key)
+    count("unlisted", list(rq_2_12.job_ids_with_a_hash(connection)))
+    deleted = connection.delete(*keys) + rq_2_12.delete_job_records(connection)
+    return Cleared(+jobs, deleted)
 
 
 def requeue_failed() -> int:

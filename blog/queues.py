@@ -1,8 +1,14 @@
-"""Redis, the named queues, and enqueueing jobs once the database transaction has committed.
+"""Redis, the named queues, and the one way the app puts jobs on them.
 
 Every process (web, worker, clock, dashboard) connects with ``connect(config["REDIS_URL"])``;
 the URL carries the connection options (see ``blog.config.redis_url``), so ``rq`` commands
 given the same URL connect the same way.
+
+Every job goes through ``JobRequest``, which checks it before anything reaches Redis: the
+function itself (not a dotted name), a known queue, only the RQ options in ``RQ_OPTIONS``,
+and arguments that are ids or short plain values. ``JOBS_MODE`` decides where a checked job
+goes: to Redis (``redis``), recorded for a test to look at (``fake``), or run right here
+(``inline``); see ``blog.job_modes``.
 """
 
 import logging
@@ -22,6 +28,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from blog import job_modes
 from blog.extensions import db
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,19 @@ log = logging.getLogger(__name__)
 # work. (RQ has no weighted queues, unlike Sidekiq.)
 QUEUE_NAMES = ("urgent", "mailers", "default", "low")
 
-_AFTER_COMMIT_KEY = "jobs_after_commit"
+# The options of RQ's ``Queue.enqueue`` that the app uses, and the type each must have. Any
+# other keyword is refused: RQ would pass it to the job function as an argument, unchecked.
+# (``description`` is left out on purpose: rq-dashboard prints it as it is.)
+RQ_OPTIONS = {
+    "retry": Retry,
+    "job_id": str,
+    "job_timeout": int,
+    "result_ttl": int,
+    "failure_ttl": int,
+    "ttl": int,
+    "at_front": bool,
+}
+
 _PLAIN_TYPES = (int, float, bool, type(None))
 _MAX_STRING_ARG = 200
 
@@ -65,7 +84,7 @@ class Queue(rq.Queue):
 
 
 class UnsafeJobArgument(TypeError):
-    """A job argument that is not an id or a short plain value."""
+    """A job argument or option that the app does not let through to Redis."""
 
 
 def connect(url: str) -> Redis:
@@ -78,15 +97,20 @@ def connect(url: str) -> Redis:
 
 def init_app(app: Flask) -> None:
     app.extensions["redis"] = connect(app.config["REDIS_URL"])
+    app.extensions["fake_jobs"] = job_modes.FakeJobs(app)
 
 
 def redis_connection() -> Redis:
     return current_app.extensions["redis"]
 
 
-def get_queue(name: str = "default") -> Queue:
+def check_queue_name(name: str) -> None:
     if name not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {name!r}; the queues are {', '.join(QUEUE_NAMES)}")
+
+
+def get_queue(name: str = "default") -> Queue:
+    check_queue_name(name)
     return Queue(name, connection=redis_connection())
 
 
@@ -98,25 +122,48 @@ def check_job_arguments(args: tuple, kwargs: dict) -> None:
     job gets the id and loads the row itself. Strings are for operator-chosen values (a demo
     message), short and free of HTML.
     """
+    for name in kwargs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise UnsafeJobArgument(f"job keyword arguments need plain names, not {name!r}")
     for value in (*args, *kwargs.values()):
-        if isinstance(value, str):
-            if len(value) > _MAX_STRING_ARG or any(ch in value for ch in "<>&"):
-                raise UnsafeJobArgument(
-                    f"string job arguments must be under {_MAX_STRING_ARG} characters, "
-                    "without < > &; pass an id instead"
-                )
-        elif not isinstance(value, _PLAIN_TYPES):
+        check_plain_value(value)
+
+
+def check_plain_value(value) -> None:
+    if isinstance(value, str):
+        if len(value) > _MAX_STRING_ARG or any(ch in value for ch in "<>&"):
             raise UnsafeJobArgument(
-                f"job arguments must be ids or plain values, not {type(value).__name__}"
+                f"string job arguments must be under {_MAX_STRING_ARG} characters, "
+                "without < > &; pass an id instead"
             )
+    elif not isinstance(value, _PLAIN_TYPES):
+        raise UnsafeJobArgument(
+            f"job arguments must be ids or plain values, not {type(value).__name__}"
+        )
+
+
+def check_options(options: dict) -> None:
+    """Only the options named in ``RQ_OPTIONS``, each of its type; a job id is a plain string."""
+    for name, value in options.items():
+        if name not in RQ_OPTIONS:
+            raise UnsafeJobArgument(
+                f"{name!r} is not an enqueue option ({', '.join(RQ_OPTIONS)}); "
+                "pass job arguments positionally, or as kwargs={...}"
+            )
+        kind = RQ_OPTIONS[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UnsafeJobArgument(f"the {name} option must be a {kind.__name__}, not {value!r}")
+    if "job_id" in options:
+        check_plain_value(options["job_id"])
 
 
 @dataclass
 class JobRequest:
-    """A job to put on a queue: now, or once the current transaction commits."""
+    """A checked job, to put on a queue now or once the current transaction commits."""
 
     func: object
     args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
     queue: str = "default"
     delay: timedelta | None = None
     options: dict = field(default_factory=dict)
@@ -124,74 +171,137 @@ class JobRequest:
     def __post_init__(self):
         if not callable(self.func):
             raise TypeError("enqueue the job function itself, not its dotted name")
-        check_job_arguments(self.args, self.options.get("kwargs", {}))
+        check_queue_name(self.queue)
+        check_options(self.options)
+        check_job_arguments(self.args, self.kwargs)
 
-    def enqueue(self) -> Job:
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__name__", repr(self.func))
+
+    def enqueue(self) -> Job | job_modes.FakeJob:
+        mode = current_app.config["JOBS_MODE"]
+        if mode == "fake":
+            return current_app.extensions["fake_jobs"].record(self)
+        if mode == "inline":
+            return job_modes.run_inline(self)
         queue = get_queue(self.queue)
         if self.delay is not None:
-            return queue.enqueue_in(self.delay, self.func, *self.args, **self.options)
-        return queue.enqueue(self.func, *self.args, **self.options)
+            return queue.enqueue_in(self.delay, self.func, **self.rq_arguments())
+        return queue.enqueue(self.func, **self.rq_arguments())
+
+    def rq_arguments(self) -> dict:
+        """The job's arguments and options, as RQ's ``enqueue`` takes them."""
+        return {"args": self.args, "kwargs": self.kwargs, **self.options}
 
 
-def enqueue(func, *args, queue: str = "default", delay: timedelta | None = None, **options) -> Job:
-    """Put ``func(*args)`` on ``queue`` now (after ``delay``, if given).
+def enqueue(
+    func,
+    *args,
+    queue: str = "default",
+    delay: timedelta | None = None,
+    kwargs: dict | None = None,
+    **options,
+) -> Job | job_modes.FakeJob:
+    """Put ``func(*args, **kwargs)`` on ``queue`` now (after ``delay``, if given).
 
-    ``options`` are RQ's: ``retry``, ``job_id``, ``job_timeout``, ``result_ttl`` ...
+    ``options`` are the RQ options in ``RQ_OPTIONS``; anything else is refused.
     """
-    return JobRequest(func, args, queue, delay, options).enqueue()
+    return JobRequest(func, args, kwargs or {}, queue, delay, options).enqueue()
 
 
-def enqueue_many(func, args_list: list[tuple], queue: str = "default", **options) -> list[Job]:
+def enqueue_many(
+    func, args_list: list[tuple], queue: str = "default", **options
+) -> list[Job | job_modes.FakeJob]:
     """Put one ``func(*args)`` job per item of ``args_list`` on ``queue``, in one round trip."""
-    requests = [JobRequest(func, tuple(args), queue) for args in args_list]
-    if "job_timeout" in options:  # enqueue() calls it job_timeout, prepare_data timeout
-        options["timeout"] = options.pop("job_timeout")
-    return get_queue(queue).enqueue_many(
-        [Queue.prepare_data(r.func, r.args, **options) for r in requests]
-    )
+    requests = [JobRequest(func, tuple(args), {}, queue, None, dict(options)) for args in args_list]
+    if current_app.config["JOBS_MODE"] != "redis":
+        return [request.enqueue() for request in requests]
+    prepared = []
+    for request in requests:
+        arguments = request.rq_arguments()
+        # prepare_data names the option ``timeout`` where enqueue says ``job_timeout``.
+        if "job_timeout" in arguments:
+            arguments["timeout"] = arguments.pop("job_timeout")
+        prepared.append(Queue.prepare_data(request.func, **arguments))
+    return get_queue(queue).enqueue_many(prepared)
+
+
+# Jobs waiting for their transaction to commit, by transaction, in ``Session.info``.
+_WAITING_JOBS = "jobs_after_commit"
 
 
 def enqueue_after_commit(
-    func, *args, queue: str = "default", delay: timedelta | None = None, **options
+    func,
+    *args,
+    queue: str = "default",
+    delay: timedelta | None = None,
+    kwargs: dict | None = None,
+    **options,
 ) -> None:
-    """Put ``func(*args)`` on ``queue`` once the current database transaction commits.
+    """Put ``func(*args, **kwargs)`` on ``queue`` once the database transaction commits.
 
     Enqueued any earlier, a fast worker could look for a row that is not committed yet; and
     if the transaction rolled back, the job would act on something that never happened. So
-    the job waits in the session and goes to Redis in ``after_commit``, or is dropped with a
-    rollback. If Redis is down at that moment the request still succeeds: the row the job was
-    for stays pending, and the ``requeue_stranded_work`` job enqueues it again later.
+    the job waits with the innermost transaction (a SAVEPOINT from ``begin_nested()``, or the
+    session's transaction, begun now if none is open) and goes to Redis when the outermost
+    one commits. A transaction or savepoint that rolls back drops its jobs.
+
+    Once the data has committed, a failure to enqueue fails nothing else: it is logged, the
+    row the job was for stays pending, and ``requeue_stranded_work`` enqueues it again later.
     """
-    request = JobRequest(func, args, queue, delay, options)
+    request = JobRequest(func, args, kwargs or {}, queue, delay, options)
     session = db.session()
-    if not session.in_transaction():
-        _enqueue_or_log(request)
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is None:
+        transaction = session.begin()
+    session.info.setdefault(_WAITING_JOBS, {}).setdefault(transaction, []).append(request)
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_jobs_after_commit(session: Session) -> None:
+    waiting = session.info.get(_WAITING_JOBS)
+    if not waiting:
         return
-    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(request)
+    savepoint = session.get_nested_transaction()
+    if savepoint is not None:
+        # A savepoint released: its jobs now wait for the transaction around it.
+        jobs = waiting.pop(savepoint, [])
+        waiting.setdefault(savepoint.parent, []).extend(jobs)
+        return
+    for request in waiting.pop(session.get_transaction(), []):
+        _enqueue_committed(request)
 
 
-def _enqueue_or_log(request: JobRequest) -> None:
+@event.listens_for(Session, "after_transaction_end")
+def _drop_jobs_of_a_rolled_back_transaction(session: Session, transaction) -> None:
+    # A committed transaction handed its jobs on in after_commit, which runs first; jobs still
+    # here belong to one that rolled back or was closed without committing.
+    dropped = session.info.get(_WAITING_JOBS, {}).pop(transaction, [])
+    if dropped:
+        log.info(
+            "dropped %s job(s) with a transaction that did not commit: %s",
+            len(dropped),
+            ", ".join(request.name for request in dropped),
+        )
+
+
+def _enqueue_committed(request: JobRequest) -> None:
+    """Enqueue a job whose data has committed; log, never raise: the commit has happened."""
     try:
         request.enqueue()
     except RedisError as error:
         log.warning(
             "could not enqueue %s%r on %s (%s); it stays pending until requeued",
-            getattr(request.func, "__name__", request.func),
+            request.name,
             request.args,
             request.queue,
             error,
         )
-
-
-@event.listens_for(Session, "after_commit")
-def _enqueue_jobs_after_commit(session: Session) -> None:
-    for request in session.info.pop(_AFTER_COMMIT_KEY, []):
-        _enqueue_or_log(request)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _drop_jobs_of_a_rolled_back_transaction(session: Session, transaction) -> None:
-    # after_commit has already taken the jobs of a committed transaction; what is left
-    # belongs to one that rolled back or was closed without committing.
-    if transaction.parent is None:
-        session.info.pop(_AFTER_COMMIT_KEY, None)
+    except Exception:
+        log.exception(
+            "could not enqueue %s%r on %s; it stays pending until requeued",
+            request.name,
+            request.args,
+            request.queue,
+        )

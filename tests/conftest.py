@@ -14,6 +14,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -26,39 +27,41 @@ from blog.extensions import db
 from tests import factories
 from tests.dynos import kill_tree
 from tests.mail_catcher import MailCatcher
+from tests.support.config import TEST_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-_own_redis_servers: list[EmbeddedRedis] = []
-
-
-def find_test_redis() -> str:
-    """The real Redis for the integration tests: ``TEST_REDIS_URL``, else database 9 of the
-    Redis on 127.0.0.1:6379, else a Redis server of the suite's own, so that ``make test``
-    needs no Redis installed. A test that uses it empties its database (FLUSHDB, never
-    FLUSHALL) before and after."""
-    if os.environ.get("TEST_REDIS_URL"):
-        return os.environ["TEST_REDIS_URL"]
-    local = "redis://127.0.0.1:6379/9"
-    try:
-        with Redis.from_url(local, socket_connect_timeout=1) as probe:
-            probe.ping()
-        return local
-    except RedisError:
-        server = EmbeddedRedis().start()
-        _own_redis_servers.append(server)
-        return server.url
-
-
-TEST_REDIS_URL = find_test_redis()
 # The PostgreSQL server for the tests that need one even when the suite runs on SQLite (they
 # boot the app as a platform does); CI always has one here.
 TEST_POSTGRES_URL = TEST_DATABASE_URL or "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def pytest_sessionfinish(session, exitstatus):
-    for server in _own_redis_servers:
+@pytest.fixture(scope="session")
+def test_redis_url():
+    """The real Redis for the integration tests: ``TEST_REDIS_URL``, else database 9 of the
+    Redis on 127.0.0.1:6379, else a Redis server of the suite's own (stopped at the end), so
+    that ``make test`` needs no Redis installed. Looked for only when a test needs it."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"]
+        return
+    local = "redis://127.0.0.1:6379/9"
+    try:
+        with Redis.from_url(local, socket_connect_timeout=1) as probe:
+            probe.ping()
+    except RedisError:
+        server = EmbeddedRedis().start()
+        yield server.url
         server.stop()
+    else:
+        yield local
+
+
+@pytest.fixture
+def needs_integration_mark(request):
+    """Fail a test that uses the real Redis or a worker process without saying so: ``make
+    test-fast`` leaves out the tests marked integration, and must need neither."""
+    if request.node.get_closest_marker("integration") is None:
+        pytest.fail(f"{request.node.name} needs the real Redis: mark it @pytest.mark.integration")
 
 
 @pytest.fixture(scope="session")
@@ -120,21 +123,8 @@ def database_config(postgres_schema, tmp_path) -> dict:
     }
 
 
-TEST_CONFIG = {
-    "TESTING": True,
-    "WTF_CSRF_ENABLED": False,
-    "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-    "REDIS_URL": TEST_REDIS_URL,
-    "TAGGER_LATENCY": 0,
-    "TAGGER_FAILURE_RATE": 0,
-    "RETRY_BACKOFF_FACTOR": 0,
-    "MAIL_URL": "",  # never a real SMTP server from the developer's .env
-    "RATELIMIT_STORAGE_URI": "memory://",
-}
-
-
 @pytest.fixture
-def process_env(database_config) -> dict:
+def process_env(database_config, test_redis_url, needs_integration_mark) -> dict:
     """Environment for a subprocess (a worker, the clock, the web) that must share this test's
     database and the real test Redis."""
     url = database_config["SQLALCHEMY_DATABASE_URI"]
@@ -144,7 +134,7 @@ def process_env(database_config) -> dict:
         **os.environ,
         "APP_ENV": "testing",
         "DATABASE_URL": url,
-        "REDIS_URL": TEST_REDIS_URL,
+        "REDIS_URL": test_redis_url,
         "TAGGER_LATENCY": "0",
         "TAGGER_FAILURE_RATE": "0",
         "RETRY_BACKOFF_FACTOR": "0",
@@ -204,10 +194,29 @@ def rq_worker_process(process_env, tmp_path):
 
 
 @pytest.fixture
-def app(database_config):
+def make_app(database_config):
+    """Build an app on this test's database with ``overrides``; unless they name a Redis, it
+    gets an in-memory one (fakeredis) of its own."""
+    apps = []
+
+    def make(**overrides) -> Flask:
+        app = create_app({**TEST_CONFIG, **database_config, **overrides})
+        if "REDIS_URL" not in overrides:
+            app.extensions["redis"] = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
     """The app on a fresh database, with an in-memory Redis (fakeredis) of its own."""
-    app = create_app({**TEST_CONFIG, **database_config})
-    app.extensions["redis"] = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    app = make_app()
     with app.app_context():
         db.create_all()
     yield app
@@ -217,13 +226,12 @@ def app(database_config):
             tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
                 conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.engine.dispose()
 
 
 @pytest.fixture
-def live_redis(app):
+def live_redis(app, test_redis_url, needs_integration_mark):
     """Point the app at the real Redis (its test database), emptied before and after."""
-    connection = queues.connect(TEST_REDIS_URL)
+    connection = queues.connect(test_redis_url)
     connection.flushdb()
     app.extensions["redis"] = connection
     yield connection
@@ -232,7 +240,7 @@ def live_redis(app):
 
 
 @pytest.fixture
-def redis_server():
+def redis_server(needs_integration_mark):
     """Start throw-away Redis servers (for tests that stop or restart Redis); all are
     stopped at the end."""
     servers = []
@@ -296,24 +304,39 @@ def auth(client):
 
 
 @pytest.fixture
-def ada(app):
+def author_id(app):
     """A user who has written nothing yet."""
     with app.app_context():
         return factories.user("ada@example.com").id
 
 
 @pytest.fixture
-def grace(app):
+def other_user_id(app):
     """A second user, to check that one cannot touch the other's posts."""
     with app.app_context():
         return factories.user("grace@example.com").id
 
 
 @pytest.fixture
-def root(app):
+def admin_id(app):
     """An admin: the one user who may reach /admin."""
     with app.app_context():
         return factories.user("root@example.com", admin=True).id
+
+
+@pytest.fixture
+def fake_jobs(app):
+    """Jobs are recorded instead of enqueued (``JOBS_MODE=fake``): assert on
+    ``fake_jobs.jobs`` (each with its queue, func, args, kwargs, delay and options), or
+    ``fake_jobs.drain()`` to run them."""
+    app.config["JOBS_MODE"] = "fake"
+    return app.extensions["fake_jobs"]
+
+
+@pytest.fixture
+def inline_jobs(app):
+    """Jobs run at once, where they are enqueued (``JOBS_MODE=inline``); see blog.job_modes."""
+    app.config["JOBS_MODE"] = "inline"
 
 
 @pytest.fixture

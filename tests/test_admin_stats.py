@@ -9,12 +9,13 @@ from blog import job_stats
 from blog.admin import chart
 from blog.queues import enqueue
 from tests import factories
+from tests.support import html
 from workers.demo import demo
 from workers.maintenance import refresh_stats
 
 
 @pytest.fixture
-def as_admin(auth, root):
+def as_admin(auth, admin_id):
     auth.login("root@example.com")
 
 
@@ -49,13 +50,12 @@ def test_the_stats_page_shows_totals_queues_workers_and_the_chart(app, client, a
     with app.app_context():
         enqueue(demo, 0, "waiting", queue="low")
     page = client.get("/admin/stats").text
-    figures = re.findall(r'<span class="number">(\d+)</span> (\w+)', page)
-    assert figures[:2] == [("2", "processed"), ("1", "failed")]
-    assert "0</span> busy,\n        0 idle workers" in page
+    shown = html.text(page)
+    assert "2 processed" in shown and "1 failed" in shown
+    assert "0 busy, 0 idle workers" in shown
     assert page.count('<rect class="processed"') == 60
     assert "processed, 1 failed</title>" in page
-    low_row = re.search(r">low</a></td>(.*?)</tr>", page, re.S)[1]
-    waiting, latency, scheduled, retrying = re.findall(r"<td>([^<]*)</td>", low_row)
+    _, waiting, latency, scheduled, retrying = html.row(page, "low")[:5]
     assert (waiting, scheduled, retrying) == ("1", "0", "0")
     assert latency.endswith(" s")
     assert 'data-refresh-seconds="5"' in page
@@ -66,22 +66,25 @@ def test_admin_leads_to_the_stats_page(client, as_admin):
     assert client.get("/admin", follow_redirects=True).request.path == "/admin/stats"
 
 
-def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, ada):
+def test_the_blog_figures_appear_once_refresh_stats_has_run(app, client, as_admin, author_id):
     assert "Not computed yet" in client.get("/admin/stats").text
     with app.app_context():
-        factories.post(ada, body="one two three", tags=["redis"])
+        factories.post(author_id, body="one two three", tags=["redis"])
         refresh_stats()
     page = client.get("/admin/stats").text
-    blog = page[page.index("The blog") :]
-    assert re.findall(r"<td>(\d+)</td>", blog)[:4] == ["1", "3", "2", "1"]  # posts words users tags
-    assert '<a class="tag" href="/tags/redis">redis</a> 1' in page
+    rows = html.rows(page)
+    figures = rows[rows.index(["posts", "words", "users", "tags"]) + 1]
+    assert figures == ["1", "3", "2", "1"]
+    assert ("redis", "/tags/redis") in html.links(page)
+    assert "Top tags: redis 1" in html.text(page)
     assert "Computed by the refresh_stats job at" in page
 
 
-def test_the_refresh_script_is_served(client):
-    response = client.get("/static/admin-stats.js")
+def test_the_refresh_script_the_page_asks_for_is_served(client, as_admin):
+    (src,) = re.findall(r'<script src="([^"]+)"', client.get("/admin/stats").text)
+    response = client.get(src)
     assert response.status_code == 200
-    assert 'getElementById("live")' in response.text
+    assert response.mimetype == "text/javascript"
     response.close()
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -86,11 +85,10 @@ def test_tags_appear_without_a_reload(site, page):
     page.fill("#title", "Background jobs with Redis")
     page.fill("#body", "Redis holds the queue; background jobs keep the request quick. Redis!")
     page.fill("#tags", "mine")
-    started = time.monotonic()
     page.click("main button[type=submit]")
     page.wait_for_url(f"{site}/posts/*")
-    assert time.monotonic() - started < 3, "the request waited for the tagger"
 
+    # The tagger takes 4 s: had the request waited for it, the tags would be there already.
     assert "The tagger is reading this post" in page.inner_text("#tagging-state")
     page.evaluate("window.notReloaded = true")
     page.wait_for_selector("#tags a.tag-tagger", timeout=20_000)

@@ -1,4 +1,5 @@
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from blog.config import (
     engine_options,
     from_environment,
     mail_server,
+    read_settings,
     redis_url,
 )
-from tests.conftest import TEST_CONFIG
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_postgres_urls_are_rewritten_for_psycopg2():
@@ -191,8 +194,8 @@ def test_production_trusts_one_proxy_the_platforms_router(tmp_path):
 @pytest.mark.parametrize(
     ("proxies", "seen"), [(1, ("https", "203.0.113.7")), (0, ("http", "127.0.0.1"))]
 )
-def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_config, proxies, seen):
-    app = create_app({**TEST_CONFIG, **database_config, "TRUSTED_PROXIES": proxies})
+def test_the_routers_forwarded_headers_are_believed_only_behind_it(make_app, proxies, seen):
+    app = make_app(TRUSTED_PROXIES=proxies)
 
     @app.get("/seen")
     def seen_by_the_app():
@@ -212,7 +215,11 @@ def test_the_routers_forwarded_headers_are_believed_only_behind_it(database_conf
         ("TAGGER_FAILURE_RATE", "2", "TAGGER_FAILURE_RATE must be between 0 and 1"),
         ("TAGGER_FAILURE_RATE", "nan", "TAGGER_FAILURE_RATE must be between 0 and 1"),
         ("STRANDED_AFTER_SECONDS", "1.5", "STRANDED_AFTER_SECONDS must be an integer"),
-        ("POSTS_PER_PAGE", "0", "POSTS_PER_PAGE must be between 1 and 100"),
+        ("POSTS_PER_PAGE", "0", "POSTS_PER_PAGE must be between 1 and 50"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be between 1 and 64, not '0'"),
+        ("WORKER_SHUTDOWN_GRACE", "30", "WORKER_SHUTDOWN_GRACE must be between 0 and 20"),
+        ("JOBS_MODE", "celery", "JOBS_MODE must be one of 'redis', 'inline' or 'fake'"),
+        ("RQ_DASHBOARD_DISABLE_DELETE", "maybe", "must be 1, true, yes or on, or 0, false"),
     ],
 )
 def test_a_bad_number_names_its_variable(tmp_path, name, value, message):
@@ -224,3 +231,28 @@ def test_a_bad_url_is_reported_without_its_password(tmp_path):
     with pytest.raises(ConfigError) as error:
         from_environment(tmp_path, {"APP_ENV": "testing", "REDIS_URL": "http://u:s3cret@h/"})
     assert "s3cret" not in str(error.value) and "***" in str(error.value)
+
+
+def test_every_bad_variable_is_named_at_once(tmp_path):
+    environ = {"APP_ENV": "testing", "PORT": "http", "TAGGER_LATENCY": "-1"}
+    with pytest.raises(ConfigError) as error:
+        from_environment(tmp_path, environ)
+    assert str(error.value) == (
+        "PORT must be an integer, not 'http'; TAGGER_LATENCY must be between 0 and 60, not '-1'"
+    )
+
+
+def test_a_url_in_the_wrong_variable_is_reported_without_its_password():
+    with pytest.raises(ConfigError) as error:
+        read_settings({"PORT": "redis://:s3cret@redis.example:6379"})
+    assert "s3cret" not in str(error.value) and "***" in str(error.value)
+
+
+def test_gunicorn_reads_its_port_and_workers_through_the_config(monkeypatch):
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (settings["bind"], settings["workers"]) == ("127.0.0.1:8123", 3)
+    monkeypatch.setenv("WEB_CONCURRENCY", "lots")
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY must be an integer"):
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))

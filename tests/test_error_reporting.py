@@ -9,9 +9,7 @@ import pytest
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
-from blog import create_app
 from blog.queues import QUEUE_NAMES, enqueue
-from tests.conftest import TEST_CONFIG
 from tests.support.worker import InProcessWorker
 from workers.demo import DemoFailure, demo
 
@@ -31,9 +29,9 @@ class KeptEvents(Transport):
 
 
 @pytest.fixture
-def sentry(database_config):
+def sentry(make_app):
     """The app with a DSN set, and the events its Sentry client would send."""
-    app = create_app({**TEST_CONFIG, **database_config, "SENTRY_DSN": DSN})
+    app = make_app(SENTRY_DSN=DSN)
     client = sentry_sdk.get_client()
     client.transport.kill()
     client.transport = kept = KeptEvents(client.options)
@@ -42,10 +40,10 @@ def sentry(database_config):
     sentry_sdk.get_global_scope().set_client(None)
 
 
-def test_without_a_dsn_sentry_is_not_set_up(database_config, monkeypatch):
+def test_without_a_dsn_sentry_is_not_set_up(make_app, monkeypatch):
     calls = []
     monkeypatch.setattr(sentry_sdk, "init", lambda *args, **kwargs: calls.append(kwargs))
-    app = create_app({**TEST_CONFIG, **database_config})
+    app = make_app()
     assert app.config["SENTRY_DSN"] == ""
     assert calls == []
     assert not sentry_sdk.get_client().is_active()

@@ -1,7 +1,7 @@
 from blog import create_app
 
 
-def test_csrf_is_enforced_on_state_changing_requests(database_config, ada):
+def test_csrf_is_enforced_on_state_changing_requests(database_config, author_id):
     app = create_app({"TESTING": True, **database_config})
     client = app.test_client()
     response = client.post("/login", data={"email": "ada@example.com", "password": "x"})

@@ -3,7 +3,7 @@
 from blog import create_app
 from blog.embedded_redis import free_port
 from blog.queues import connect
-from tests.conftest import TEST_CONFIG
+from tests.support.config import TEST_CONFIG
 
 
 def test_healthy_when_the_database_and_redis_answer(client):

@@ -9,7 +9,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import DONE, PENDING, TAGGER, Email, Post
+from blog.models import TAGGER, Email, Post, TaggingState
 from blog.queues import enqueue, get_queue
 from tests.dynos import kill_tree, wait_for
 from workers.demo import demo
@@ -24,21 +24,23 @@ def the_post() -> Post:
     return db.session.scalars(select(Post)).one()
 
 
-def test_a_post_gets_its_tags_from_a_real_worker(client, auth, app, ada, live_redis, rq_worker):
+def test_a_post_gets_its_tags_from_a_real_worker(
+    client, auth, app, author_id, live_redis, rq_worker
+):
     auth.login()
     assert client.post("/posts/new", data=POST).status_code == 302
     with app.app_context():
-        assert the_post().tagging_state == PENDING
+        assert the_post().tagging_state == TaggingState.PENDING
     output = rq_worker().stdout
     assert "workers.tagging.auto_tag_post on default: finished" in output
     with app.app_context():
         post = the_post()
-        assert post.tagging_state == DONE
+        assert post.tagging_state == TaggingState.DONE
         assert "redis" in post.tag_names(TAGGER)
 
 
 def test_a_flaky_tagger_is_retried_by_the_worker_and_succeeds(
-    client, auth, app, ada, live_redis, rq_worker
+    client, auth, app, author_id, live_redis, rq_worker
 ):
     app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more: not in this burst
     auth.login()
@@ -48,16 +50,16 @@ def test_a_flaky_tagger_is_retried_by_the_worker_and_succeeds(
     with app.app_context():
         registry = get_queue("default").scheduled_job_registry
         (job_id,) = registry.get_job_ids()
-        assert the_post().tagging_state == PENDING
+        assert the_post().tagging_state == TaggingState.PENDING
         live_redis.zadd(registry.key, {job_id: 0})  # the 15 s have passed
     output = rq_worker(env={"TAGGER_FAILURE_RATE": "0"}).stdout
     assert "workers.tagging.auto_tag_post on default: finished" in output
     with app.app_context():
-        assert the_post().tagging_state == DONE
+        assert the_post().tagging_state == TaggingState.DONE
 
 
 def test_redis_down_while_a_post_is_created_loses_nothing(
-    client, auth, app, ada, live_redis, rq_worker, redis_server
+    client, auth, app, author_id, live_redis, rq_worker, redis_server
 ):
     server = redis_server()
     app.extensions["redis"] = server.client()
@@ -65,7 +67,7 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
     auth.login()
     assert client.post("/posts/new", data=POST).status_code == 302
     with app.app_context():
-        assert the_post().tagging_state == PENDING
+        assert the_post().tagging_state == TaggingState.PENDING
 
     server.start()
     app.config["STRANDED_AFTER_SECONDS"] = 0
@@ -73,12 +75,12 @@ def test_redis_down_while_a_post_is_created_loses_nothing(
         assert requeue_stranded_work() == {
             "posts": [the_post().id],
             "emails": [],
-            "reminders": [ada],  # a user with no reminder scheduled, as Redis was empty
+            "reminders": [author_id],  # a user with no reminder scheduled, as Redis was empty
         }
         assert get_queue("default").count == 1
     rq_worker(env={"REDIS_URL": server.url})
     with app.app_context():
-        assert the_post().tagging_state == DONE
+        assert the_post().tagging_state == TaggingState.DONE
 
 
 def wait_for_status(job: Job, status: JobStatus, timeout: float = 30) -> None:
@@ -111,10 +113,8 @@ def test_sigterm_requeues_a_job_too_long_for_the_grace_period(
         queue = get_queue("default")
     worker = rq_worker_process(env={"WORKER_SHUTDOWN_GRACE": "2", "WORKER_MODE": mode})
     wait_for_status(job, JobStatus.STARTED)
-    started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=20) == 0
-    assert time.monotonic() - started < 10
+    assert worker.wait(timeout=20) == 0  # long before the 60 s job could have ended
     output = (tmp_path / "worker.log").read_text()
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     assert queue.job_ids == [job.id]

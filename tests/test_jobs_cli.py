@@ -125,7 +125,8 @@ def test_clear_asks_first_then_empties_everything(runner, app, run_jobs):
     assert result.exit_code == 1
     with app.app_context():
         assert get_queue("default").count == 2
-    assert "Removed 6 job(s)." in invoke(runner, "clear", "--yes").stdout
+    output = invoke(runner, "clear", "--yes").stdout
+    assert "Removed 6 job(s): 2 waiting, 1 scheduled, 1 failed, 2 finished." in output
     with app.app_context():
         for name in ("default", "urgent"):
             queue = get_queue(name)
@@ -133,6 +134,7 @@ def test_clear_asks_first_then_empties_everything(runner, app, run_jobs):
             assert queue.failed_job_registry.count == 0
             assert queue.finished_job_registry.count == 0
             assert queue.scheduled_job_registry.count == 0
+    assert invoke(runner, "clear", "--yes").stdout.startswith("Removed 0 job(s).")
 
 
 def test_retry_failed_requeues_them(runner, app, run_jobs):

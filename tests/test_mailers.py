@@ -8,12 +8,11 @@ from flask import current_app
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
-from blog import create_app, queue_admin
+from blog import queue_admin
 from blog.extensions import db
 from blog.models import Email, User, utcnow
 from blog.queues import enqueue, get_queue
 from tests import factories
-from tests.conftest import TEST_CONFIG
 from workers.mailers import (
     MAIL_RETRIES,
     EmailBeingSent,
@@ -207,12 +206,10 @@ def test_requeue_stranded_work_enqueues_lost_emails_again(app, welcome, situatio
         assert get_queue("mailers").job_ids == [f"send-email-{welcome}"] * jobs
 
 
-def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
+def test_redis_down_at_signup_loses_no_email(app, make_app, caplog):
     # Redis keeps both the queues and the signup rate limit's counts.
     down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
-    web = create_app(
-        {**TEST_CONFIG, **database_config, "REDIS_URL": down, "RATELIMIT_STORAGE_URI": down}
-    )
+    web = make_app(REDIS_URL=down, RATELIMIT_STORAGE_URI=down)
     response = web.test_client().post(
         "/signup",
         data={"email": "new@example.com", "password": "pass word", "confirm": "pass word"},
@@ -228,11 +225,9 @@ def test_redis_down_at_signup_loses_no_email(app, database_config, caplog):
         assert get_queue("mailers").job_ids == [f"send-email-{email.id}"]
 
 
-def test_reminders_of_signups_made_while_redis_was_down_are_scheduled_again(app, database_config):
+def test_reminders_of_signups_made_while_redis_was_down_are_scheduled_again(app, make_app):
     down = "redis://127.0.0.1:1/0?socket_connect_timeout=1"
-    web = create_app(
-        {**TEST_CONFIG, **database_config, "REDIS_URL": down, "RATELIMIT_STORAGE_URI": down}
-    )
+    web = make_app(REDIS_URL=down, RATELIMIT_STORAGE_URI=down)
     client = web.test_client()
     for number in range(3):
         password = "pass word"
@@ -263,28 +258,28 @@ def test_signup_schedules_a_reminder_for_a_day_later(auth, app):
         assert Job.fetch(job_id, connection=app.extensions["redis"]).args == (user_id,)
 
 
-def test_a_taken_email_gets_no_second_reminder(auth, app, ada):
+def test_a_taken_email_gets_no_second_reminder(auth, app, author_id):
     auth.signup("ada@example.com")
     with app.app_context():
         assert get_queue("mailers").scheduled_job_registry.count == 0
 
 
-def test_the_reminder_is_skipped_for_a_user_who_has_posted(app_ctx, ada):
-    factories.post(ada)
-    assert send_signup_reminder(ada) == "not needed"
+def test_the_reminder_is_skipped_for_a_user_who_has_posted(app_ctx, author_id):
+    factories.post(author_id)
+    assert send_signup_reminder(author_id) == "not needed"
     assert db.session.scalars(select(Email)).all() == []
 
 
-def test_the_reminder_is_sent_once_to_a_user_who_has_not_posted(app_ctx, ada, mail_catcher):
+def test_the_reminder_is_sent_once_to_a_user_who_has_not_posted(app_ctx, author_id, mail_catcher):
     current_app.config.update(MAIL_URL=mail_catcher.url, APP_URL="https://blog.example.com")
-    assert send_signup_reminder(ada) == "sent"
-    assert send_signup_reminder(ada) == "already sent"
+    assert send_signup_reminder(author_id) == "sent"
+    assert send_signup_reminder(author_id) == "already sent"
     (message,) = mail_catcher.messages
     assert message["To"] == "ada@example.com"
     assert message["Subject"] == "Your first post is waiting"
     email = db.session.scalars(select(Email)).one()
     assert (email.kind, email.state) == ("signup_reminder", "sent")
-    assert email.message_id == f"<signup_reminder.{ada}@blog.example.com>"
+    assert email.message_id == f"<signup_reminder.{author_id}@blog.example.com>"
     assert "https://blog.example.com/posts/new" in email.text_body
 
 

@@ -7,19 +7,19 @@ from blog.models import AUTHOR, TAGGER, Post
 from tests import factories
 
 
-def test_index_lists_posts_newest_first(client, app, ada):
+def test_index_lists_posts_newest_first(client, app, author_id):
     with app.app_context():
-        factories.post(ada, title="Older")
-        factories.post(ada, title="Newer")
+        factories.post(author_id, title="Older")
+        factories.post(author_id, title="Newer")
     html = client.get("/").get_data(as_text=True)
     assert html.index("Newer") < html.index("Older")
 
 
-def test_index_paginates(client, app, ada):
+def test_index_paginates(client, app, author_id):
     app.config["POSTS_PER_PAGE"] = 2
     with app.app_context():
         for n in range(5):
-            factories.post(ada, title=f"Number {n}")
+            factories.post(author_id, title=f"Number {n}")
     first = client.get("/").get_data(as_text=True)
     assert "Number 4" in first and "Number 2" not in first
     assert "Page 1 of 3" in first
@@ -27,9 +27,9 @@ def test_index_paginates(client, app, ada):
     assert client.get("/?page=9").status_code == 404
 
 
-def test_show_displays_the_post_with_its_tags(client, app, ada):
+def test_show_displays_the_post_with_its_tags(client, app, author_id):
     with app.app_context():
-        post_id = factories.post(ada, title="Hello", tags=["ruby", "rails"]).id
+        post_id = factories.post(author_id, title="Hello", tags=["ruby", "rails"]).id
     html = client.get(f"/posts/{post_id}").get_data(as_text=True)
     assert "Hello" in html
     assert 'href="/tags/ruby"' in html and 'href="/tags/rails"' in html
@@ -48,13 +48,13 @@ def test_writing_requires_login(client, path):
     assert response.headers["Location"].startswith("/login?next=")
 
 
-def test_delete_requires_login(client, app, ada):
+def test_delete_requires_login(client, app, author_id):
     with app.app_context():
-        post_id = factories.post(ada).id
+        post_id = factories.post(author_id).id
     assert client.post(f"/posts/{post_id}/delete").headers["Location"].startswith("/login")
 
 
-def test_create_post_with_normalised_tags(client, auth, app, ada):
+def test_create_post_with_normalised_tags(client, auth, app, author_id):
     auth.login()
     response = client.post(
         "/posts/new",
@@ -68,7 +68,7 @@ def test_create_post_with_normalised_tags(client, auth, app, ada):
         post = db.session.scalars(select(Post)).one()
         assert response.headers["Location"] == f"/posts/{post.id}"
         assert post.title == "Background jobs"
-        assert post.author_id == ada
+        assert post.author_id == author_id
         assert post.tag_names() == ["background jobs", "rails", "ruby"]
         assert post.tag_names(AUTHOR) == post.tag_names()
 
@@ -87,7 +87,7 @@ def test_create_post_with_normalised_tags(client, auth, app, ada):
         ({"title": "t", "body": "b", "tags": ",".join(f"t{n}" for n in range(16))}, "at most 15"),
     ],
 )
-def test_create_post_rejects_bad_input(client, auth, app, ada, data, message):
+def test_create_post_rejects_bad_input(client, auth, app, author_id, data, message):
     auth.login()
     response = client.post("/posts/new", data=data)
     assert response.status_code == 200
@@ -96,14 +96,14 @@ def test_create_post_rejects_bad_input(client, auth, app, ada, data, message):
         assert db.session.scalars(select(Post)).first() is None
 
 
-def test_a_huge_body_is_refused_with_413(client, auth, ada):
+def test_a_huge_body_is_refused_with_413(client, auth, author_id):
     auth.login()
     response = client.post("/posts/new", data={"title": "t", "body": "x" * (10 * 1024 * 1024)})
     assert response.status_code == 413
     assert b"larger than this site accepts" in response.data
 
 
-def test_html_and_unicode_are_kept_and_escaped(client, auth, app, ada):
+def test_html_and_unicode_are_kept_and_escaped(client, auth, app, author_id):
     auth.login()
     client.post(
         "/posts/new",
@@ -126,9 +126,9 @@ def test_html_and_unicode_are_kept_and_escaped(client, auth, app, ada):
     assert client.get("/tags/日本語").status_code == 200
 
 
-def test_edit_updates_the_post_and_its_author_tags(client, auth, app, ada):
+def test_edit_updates_the_post_and_its_author_tags(client, auth, app, author_id):
     with app.app_context():
-        post = factories.post(ada, title="Draft", tags=["one", "two"])
+        post = factories.post(author_id, title="Draft", tags=["one", "two"])
         post.set_tags(["robot"], TAGGER)
         db.session.commit()
         post_id = post.id
@@ -148,9 +148,9 @@ def test_edit_updates_the_post_and_its_author_tags(client, auth, app, ada):
         assert post.tag_names(TAGGER) == ["robot"]
 
 
-def test_another_user_cannot_edit_or_delete(client, auth, app, ada, grace):
+def test_another_user_cannot_edit_or_delete(client, auth, app, author_id, other_user_id):
     with app.app_context():
-        post_id = factories.post(ada, title="Mine").id
+        post_id = factories.post(author_id, title="Mine").id
     auth.login("grace@example.com")
     assert client.get(f"/posts/{post_id}/edit").status_code == 403
     assert (
@@ -161,9 +161,9 @@ def test_another_user_cannot_edit_or_delete(client, auth, app, ada, grace):
         assert db.session.get(Post, post_id).title == "Mine"
 
 
-def test_author_deletes_a_post(client, auth, app, ada):
+def test_author_deletes_a_post(client, auth, app, author_id):
     with app.app_context():
-        post_id = factories.post(ada, tags=["gone"]).id
+        post_id = factories.post(author_id, tags=["gone"]).id
     auth.login()
     assert client.post(f"/posts/{post_id}/delete").headers["Location"] == "/"
     with app.app_context():
@@ -171,18 +171,18 @@ def test_author_deletes_a_post(client, auth, app, ada):
     assert client.get(f"/posts/{post_id}").status_code == 404
 
 
-def test_tag_page_lists_only_posts_with_that_tag(client, app, ada):
+def test_tag_page_lists_only_posts_with_that_tag(client, app, author_id):
     with app.app_context():
-        factories.post(ada, title="About Redis", tags=["redis"])
-        factories.post(ada, title="About Postgres", tags=["postgres"])
+        factories.post(author_id, title="About Redis", tags=["redis"])
+        factories.post(author_id, title="About Postgres", tags=["postgres"])
     html = client.get("/tags/Redis").get_data(as_text=True)
     assert "About Redis" in html and "About Postgres" not in html
     assert client.get("/tags/nothing-here").status_code == 404
 
 
-def test_tags_show_who_added_them(client, app, ada):
+def test_tags_show_who_added_them(client, app, author_id):
     with app.app_context():
-        post = factories.post(ada, tags=["mine"])
+        post = factories.post(author_id, tags=["mine"])
         post.set_tags(["found"], TAGGER)
         db.session.commit()
         post_id = post.id
@@ -191,10 +191,10 @@ def test_tags_show_who_added_them(client, app, ada):
     assert 'class="tag tag-tagger"' in html and "Added by the tagger" in html
 
 
-def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, ada, grace):
+def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, author_id, other_user_id):
     with app.app_context():
         for n in range(10):
-            factories.post(ada if n % 2 else grace, tags=[f"tag{n}", "shared"])
+            factories.post(author_id if n % 2 else other_user_id, tags=[f"tag{n}", "shared"])
         statements = []
         sa.event.listen(
             db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])

@@ -4,13 +4,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 
 import pytest
 from rq import Worker
 from rq.cron import CronScheduler
 
+from blog import job_stats
 from blog.embedded_redis import free_port
 from tests.dynos import BIN, ROOT, procfile, wait_for
 
@@ -64,7 +64,9 @@ def test_honcho_start_keeps_web_worker_and_clock_up_until_stopped(
         )
         wait_for(lambda: Worker.all(connection=connection), 30, "the worker")
         wait_for(lambda: len(CronScheduler.all(connection)) == 1, 30, "the clock")
-        time.sleep(3)
+        # The clock enqueues its jobs as it starts, and the worker runs them: all three
+        # processes have done real work together, and are still up after it.
+        wait_for(lambda: job_stats.cached_blog_stats(connection), 60, "refresh_stats to run")
         assert honcho.poll() is None, "honcho stopped on its own"
     finally:
         honcho.send_signal(signal.SIGTERM)

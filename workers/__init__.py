@@ -45,6 +45,10 @@ def in_app_context(job):
 
 
 def is_last_attempt() -> bool:
-    """True unless this runs as an RQ job that has a retry left."""
+    """True unless this runs as a job (an RQ job, or one run inline) that has a retry left."""
+    from blog.job_modes import inline_retries_left  # here: blog imports the job functions
+
     job = get_current_job()
-    return job is None or not job.retries_left
+    if job is not None:
+        return not job.retries_left
+    return not inline_retries_left()

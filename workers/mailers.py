@@ -1,8 +1,8 @@
 """Sending the outbox's email, each message once, in jobs on the ``mailers`` queue.
 
 How "once" holds. The job may run more than once for one email: a retry after an error, a
-duplicate enqueue, two workers that each took a copy, RQ retrying a job whose work-horse was
-killed. Each run first *claims* the row, with one conditional UPDATE::
+duplicate enqueue, two workers that each took a copy, a job run again because its worker
+died. Each run first *claims* the row, with one conditional UPDATE::
 
     UPDATE emails SET claimed_at = now
     WHERE id = :id AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at < now - lease)
@@ -12,11 +12,11 @@ SQLite's write lock), and the next one re-reads the WHERE after the first commit
 exactly one run gets the claim; the others find the email sent (and stop) or claimed (and
 fail with ``EmailBeingSent``, to be retried later). The winner sends, then sets ``sent_at``.
 
-- An SMTP error, a timeout, a shutdown: the run gives its claim back and raises; RQ retries.
-- A work-horse killed mid-send (SIGKILL, out of memory) cannot give its claim back. The claim
+- An SMTP error, a timeout, the worker stopping: the run gives its claim back and raises.
+- A worker killed mid-send (SIGKILL, out of memory) cannot give its claim back. The claim
   is a *lease*: once older than ``MAIL_CLAIM_LEASE_SECONDS`` another run may take it over.
-  The lease outlives any live attempt, since RQ kills a work-horse that overruns its job
-  timeout by 60 s (checked every 30 s): 60 + 60 + 30 < 180.
+  The lease outlives any live attempt: a sending job is stopped at its 60 s timeout (in a
+  thread, or by RQ killing its work-horse at most 60 s later): 60 + 60 < 180.
 - If every retry ran out meanwhile, ``requeue_stranded_work`` enqueues the email again.
 
 Why not PostgreSQL's ``SELECT ... FOR UPDATE SKIP LOCKED``, holding the row lock while
@@ -62,10 +62,9 @@ def email_job_id(email_id: int) -> str:
 
 
 def schedule_email(email: Email) -> None:
-    """Enqueue the sending of ``email`` once the current transaction commits.
-
-    Call it before ``db.session.commit()``, after the row has an id (``db.session.flush()``).
-    """
+    """Enqueue the sending of ``email`` once the current transaction commits."""
+    if email.id is None:
+        db.session.flush()  # the job needs the email's id
     enqueue_after_commit(
         send_email,
         email.id,
@@ -88,6 +87,8 @@ def schedule_signup_reminder(user: User) -> None:
     """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` seconds after the
     signup (a day by default), once the current transaction commits. Until then the job waits
     in RQ's scheduled registry: "Scheduled" in the dashboard."""
+    if user.id is None:
+        db.session.flush()  # the job needs the user's id
     enqueue_after_commit(
         send_signup_reminder,
         user.id,
@@ -138,7 +139,7 @@ def send_email(email_id: int) -> str:
     db.session.commit()  # the claim; and no transaction stays open during the slow send
     try:
         deliver(message)
-    except Exception:
+    except BaseException:  # also the worker stopping the job, which is no Exception
         release(email_id, claimed_at, give_up=is_last_attempt())
         raise
     mark_sent(email_id)
@@ -153,17 +154,21 @@ def claim(email_id: int) -> datetime | None:
     transaction that has read into one that writes while another process writes.
     """
     now = utcnow()
-    expired = now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
     claimed = db.session.execute(
         update(Email)
         .where(
             Email.id == email_id,
             Email.sent_at.is_(None),
-            or_(Email.claimed_at.is_(None), Email.claimed_at < expired),
+            or_(Email.claimed_at.is_(None), Email.claimed_at < lease_cutoff(now)),
         )
         .values(claimed_at=now, failed_at=None)
     ).rowcount
     return now if claimed else None
+
+
+def lease_cutoff(now: datetime) -> datetime:
+    """A claim made before this has outlived its lease: the run that made it is dead."""
+    return now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
 
 
 def not_claimed(email_id: int, email: Email | None) -> str:

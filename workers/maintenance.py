@@ -10,11 +10,12 @@ from sqlalchemy import and_, func, or_, select
 
 from blog import job_stats
 from blog.extensions import db
-from blog.models import PENDING, Email, Post, PostTag, Tag, User, utcnow
+from blog.models import Email, Post, PostTag, Tag, TaggingState, User, utcnow
 from blog.queues import redis_connection
 from workers import in_app_context
 from workers.mailers import (
     email_job_id,
+    lease_cutoff,
     reminder_job_id,
     schedule_email,
     schedule_signup_reminder,
@@ -46,9 +47,10 @@ def requeue_stranded_work() -> dict:
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=current_app.config["STRANDED_AFTER_SECONDS"])
-    lease_expired = now - timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE_SECONDS"])
     posts = db.session.scalars(
-        select(Post).where(Post.tagging_state == PENDING, Post.tagging_changed_at < cutoff)
+        select(Post).where(
+            Post.tagging_state == TaggingState.PENDING, Post.tagging_changed_at < cutoff
+        )
     ).all()
     emails = db.session.scalars(
         select(Email).where(
@@ -56,7 +58,7 @@ def requeue_stranded_work() -> dict:
             Email.failed_at.is_(None),
             or_(
                 and_(Email.claimed_at.is_(None), Email.created_at < cutoff),
-                Email.claimed_at < lease_expired,
+                Email.claimed_at < lease_cutoff(now),
             ),
         )
     ).all()

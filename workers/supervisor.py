@@ -33,7 +33,7 @@ import time
 from redis.exceptions import RedisError
 from rq.worker import Worker
 
-from blog.config import ConfigError, number, worker_settings
+from blog.config import ConfigError, read_settings, worker_settings
 from blog.queues import QUEUE_NAMES, Queue
 from workers import process_app, recovery
 from workers.process import EXIT_RECYCLE, Settings, WorkerProcess
@@ -266,7 +266,7 @@ def size_the_database_pool(environ) -> None:
     if settings["WORKER_MODE"] == "threads":
         processes = min(settings["WORKER_PROCESSES"], settings["WORKER_CONCURRENCY"])
         threads = -(-settings["WORKER_CONCURRENCY"] // processes)
-        pool = number(environ, "DATABASE_POOL_SIZE", "2", low=1)
+        pool = read_settings(environ).DATABASE_POOL_SIZE
         environ["DATABASE_POOL_SIZE"] = str(max(pool, threads))
 
 

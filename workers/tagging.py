@@ -6,7 +6,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from blog.extensions import db
-from blog.models import DONE, FAILED, PENDING, TAGGER, Post, utcnow
+from blog.models import TAGGER, Post, TaggingState, utcnow
 from blog.queues import backoff, enqueue_after_commit
 from blog.tagger import Tagger
 from workers import in_app_context, is_last_attempt
@@ -22,11 +22,10 @@ def tagging_job_id(post: Post) -> str:
 
 
 def schedule_tagging(post: Post) -> None:
-    """Mark the post pending and enqueue its tagging once the current transaction commits.
-
-    Call it before ``db.session.commit()``, after the post has an id (``db.session.flush()``).
-    """
-    post.mark_tagging(PENDING)
+    """Mark the post pending and enqueue its tagging once the current transaction commits."""
+    if post.id is None:
+        db.session.flush()  # the job needs the post's id
+    post.mark_tagging(TaggingState.PENDING)
     enqueue_after_commit(
         auto_tag_post,
         post.id,
@@ -60,9 +59,9 @@ def auto_tag_post(post_id: int) -> list[str] | None:
         # Whatever went wrong, the last attempt records it, so that the page says so and
         # requeue_stranded_work does not take the post for lost work. RQ still gets the error.
         if is_last_attempt():
-            _finish(post_id, version, FAILED)
+            _finish(post_id, version, TaggingState.FAILED)
         raise
-    if _finish(post_id, version, DONE, names):
+    if _finish(post_id, version, TaggingState.DONE, names):
         log.info("post %s v%s tagged: %s", post_id, version, ", ".join(names) or "(none)")
     else:
         log.info("post %s changed while tagging v%s; dropping the stale tags", post_id, version)

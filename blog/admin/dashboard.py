@@ -16,20 +16,19 @@ from flask import Flask, Response, abort, current_app, request
 from rq.exceptions import NoSuchJobError
 
 from blog.admin.security import csp_nonce
+from blog.config import without_password
 from blog.errors import render_error
 from blog.extensions import csrf
 from blog.queues import QUEUE_NAMES, redis_connection
 
 URL_PREFIX = "/admin/rq"
 NAME = rq_dashboard.blueprint.name
-REGISTRIES = ("queued", "failed", "deferred", "started", "finished", "scheduled", "canceled")
+REGISTRY_NAMES = ("queued", "failed", "deferred", "started", "finished", "scheduled", "canceled")
 
 
 def redis_label(url: str) -> str:
-    """The Redis URL as the dashboard's header shows it: no password, no query string."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host, query=""))
+    """The Redis URL as the dashboard's header shows it: password hidden, no query string."""
+    return urlunsplit(urlsplit(without_password(url))._replace(query=""))
 
 
 def before_dashboard_request():
@@ -43,7 +42,7 @@ def before_dashboard_request():
         abort(404)  # the app has one Redis; the dashboard would fail on another number
     if args.get("queue_name") not in (None, *QUEUE_NAMES):
         abort(404)  # also keeps made-up names out of its pages and out of Redis
-    if args.get("registry_name") not in (None, *REGISTRIES):
+    if args.get("registry_name") not in (None, *REGISTRY_NAMES):
         abort(404)
     if not all(str(args.get(key, "1")).isdigit() for key in ("per_page", "page")):
         abort(404)  # it would fail on int("abc") with a 500

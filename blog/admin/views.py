@@ -37,7 +37,7 @@ def stats():
         chart=chart.per_minute(job_stats.last_hour(connection)),
         queues=queues,
         workers=workers,
-        busy=sum(w.state == "busy" for w in workers),
+        busy=queue_admin.busy(workers),
         blog=blog,
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,

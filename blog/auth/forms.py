@@ -1,29 +1,33 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from blog.auth.policy import PASSWORD_MAX, PASSWORD_MIN, PolicyError, check_password, checked_email
 from blog.forms import strip
 from blog.models import EMAIL_MAX
 
-PASSWORD_MIN = 8
-PASSWORD_MAX = 200
+
+def follows_policy(check):
+    """A WTForms validator from one of ``blog.auth.policy``'s checks."""
+
+    def validator(form, field):
+        try:
+            check(field.data or "")
+        except PolicyError as error:
+            raise ValidationError(str(error)) from None
+
+    return validator
 
 
 class SignupForm(FlaskForm):
     email = EmailField(
         "Email",
         filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=EMAIL_MAX),
-            # An address with non-ASCII letters before the @ needs an SMTP server that speaks
-            # SMTPUTF8, which many do not: refuse it here rather than fail to send later.
-            Email(check_deliverability=False, allow_smtputf8=False),
-        ],
+        validators=[DataRequired(), follows_policy(checked_email)],
     )
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)],
+        validators=[DataRequired(), follows_policy(check_password)],
         description=f"At least {PASSWORD_MIN} characters.",
     )
     confirm = PasswordField(

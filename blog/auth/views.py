@@ -96,7 +96,6 @@ def create_account(email: str, password: str) -> None:
         return
     welcome = welcome_email(user)
     db.session.add(welcome)
-    db.session.flush()
     schedule_email(welcome)
     schedule_signup_reminder(user)
     db.session.commit()

@@ -3,11 +3,12 @@
 It shows everyone's email to anyone, so ``create_app`` registers it outside production only.
 """
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from blog.extensions import db
 from blog.models import Email
+from blog.pagination import paginate
 
 bp = Blueprint("mailbox", __name__, url_prefix="/dev/mail")
 
@@ -15,7 +16,7 @@ bp = Blueprint("mailbox", __name__, url_prefix="/dev/mail")
 @bp.get("/")
 def index():
     query = select(Email).order_by(Email.created_at.desc(), Email.id.desc())
-    page = db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50)
+    page = paginate(query)
     return render_template("mailbox/index.html", page=page)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from blog.extensions import db
 from blog.models import AUTHOR, Post, PostTag, Tag
+from blog.pagination import paginate
 from blog.posts.forms import PostForm, parse_tags
 from blog.tagger import TaggerUnavailable
 from blog.timing import request_duration_ms
@@ -56,7 +57,6 @@ def save_and_tag(post: Post) -> str:
     and the tags arrive a moment later.
     """
     if not tagging_inline():
-        db.session.flush()  # the post needs its id for the job
         schedule_tagging(post)
         db.session.commit()
         return f"Saving took {request_duration_ms():,.0f} ms; the tagger works in the background."
@@ -74,9 +74,7 @@ def save_and_tag(post: Post) -> str:
 
 @bp.get("/")
 def index():
-    page = db.paginate(
-        newest_first(select(Post)), per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50
-    )
+    page = paginate(newest_first(select(Post)))
     return render_template("posts/index.html", page=page)
 
 
@@ -84,7 +82,7 @@ def index():
 def by_tag(tag_name: str):
     tag = db.one_or_404(select(Tag).where(Tag.name == Tag.normalise(tag_name)))
     query = newest_first(select(Post).join(PostTag).where(PostTag.tag_id == tag.id))
-    page = db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50)
+    page = paginate(query)
     return render_template("posts/index.html", page=page, tag=tag)
 
 

@@ -1,0 +1,12 @@
+"""One page of a listing: ``POSTS_PER_PAGE`` rows, the page number from ``?page=``."""
+
+from flask import current_app
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select
+
+from blog.extensions import db
+
+
+def paginate(query: Select) -> Pagination:
+    """The page of ``query`` the request asks for; a page past the end is a 404."""
+    return db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"])
