@@ -84,6 +84,7 @@ def test_create_post_with_normalised_tags(client, auth, app, ada):
         ({"title": "t", "body": "b", "tags": "x" * 41}, "longer than 40"),
         ({"title": "t", "body": "b", "tags": "a/b"}, "may hold only"),
         ({"title": "t", "body": "b", "tags": "<b>x</b>"}, "may hold only"),
+        ({"title": "t", "body": "b", "tags": "İstanbul!"}, "Tag “İstanbul!” may hold only"),
         ({"title": "t", "body": "b", "tags": ",".join(f"t{n}" for n in range(16))}, "at most 15"),
     ],
 )
@@ -124,6 +125,17 @@ def test_html_and_unicode_are_kept_and_escaped(client, auth, app, ada):
         as_text=True
     )
     assert client.get("/tags/日本語").status_code == 200
+
+
+def test_tags_are_lower_cased_in_any_script(client, auth, app, ada):
+    auth.login()
+    tags = "İstanbul, ISTANBUL, Cafe\u0301, café, हिन्दी"
+    client.post("/posts/new", data={"title": "t", "body": "b", "tags": tags})
+    with app.app_context():
+        post = db.session.scalars(select(Post)).one()
+        assert post.tag_names() == ["café", "istanbul", "हिन्दी"]
+    assert ">istanbul</a>" in client.get(f"/posts/{post.id}").get_data(as_text=True)
+    assert client.get("/tags/İstanbul").status_code == 200
 
 
 def test_edit_updates_the_post_and_its_author_tags(client, auth, app, ada):
