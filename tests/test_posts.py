@@ -168,9 +168,25 @@ def test_another_user_cannot_edit_or_delete(client, auth, app, ada, grace):
     assert (
         client.post(f"/posts/{post_id}/edit", data={"title": "x", "body": "y"}).status_code == 403
     )
+    assert client.get(f"/posts/{post_id}/delete").status_code == 403
     assert client.post(f"/posts/{post_id}/delete").status_code == 403
     with app.app_context():
         assert db.session.get(Post, post_id).title == "Mine"
+
+
+def test_delete_asks_first_on_a_page_of_its_own(client, auth, app, ada):
+    with app.app_context():
+        post_id = factories.post(ada, title="Keep me?").id
+    auth.login()
+    show = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert f'href="/posts/{post_id}/delete"' in show  # a link to the question, not a POST
+
+    question = client.get(f"/posts/{post_id}/delete").get_data(as_text=True)
+    assert "Delete “Keep me?”?" in question
+    assert f'<form class="card" method="post" action="/posts/{post_id}/delete">' in question
+    assert f'href="/posts/{post_id}">Keep it</a>' in question
+    with app.app_context():
+        assert db.session.get(Post, post_id) is not None
 
 
 def test_author_deletes_a_post(client, auth, app, ada):
@@ -213,3 +229,12 @@ def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, ada, gra
         )
     assert "tag9" in client.get("/").get_data(as_text=True)
     assert 0 < len(statements) <= 6, statements  # not one query per post
+
+
+def test_pages_link_an_icon_that_is_there(client):
+    page = client.get("/").get_data(as_text=True)
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200
+        assert icon.mimetype == "image/svg+xml"
+    assert client.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")
