@@ -231,6 +231,7 @@ def test_newcomer(walk):
 
     page.click("main .flash a")  # the message links to the mailbox
     page.wait_for_url(f"{site.url}/dev/mail/")
+    walk.check("mailbox")
     page.click(f"tr:has-text('{email}') a")
     assert page.inner_text("h1") == "Welcome to Flask Background Jobs"
     walk.check("welcome-email")
@@ -297,10 +298,10 @@ def test_admin(walk):
     workers = " ".join(page.inner_text(".figure:nth-child(3)").split())
     assert re.fullmatch(r"1 worker, (idle|busy)", workers)
     page.wait_for_selector("svg.strip-failed rect.failed")  # once the worker has failed it
-    page.evaluate("window.firstTiming = document.getElementById('page-timing')")
-    page.wait_for_function(  # the page refreshes itself, footer included
-        "document.getElementById('page-timing') !== window.firstTiming"
-    )
+    # The page refreshes itself, footer included: mark what is shown, wait for fresh copies.
+    page.evaluate("document.querySelectorAll('[data-live]').forEach(e => e.dataset.seen = 1)")
+    page.wait_for_selector("#page-timing:not([data-seen])", state="attached")
+    page.wait_for_selector("#live:not([data-seen])", state="attached")
     assert page.locator("svg.strip-failed rect.failed").count() >= 1
     walk.check("stats")
 
@@ -336,6 +337,7 @@ def test_admin(walk):
         page.click("#compact-btn")
         page.click("#confirmation-modal-yes")
         notice = page.wait_for_selector("#dashboard-notice:visible")
+        page.wait_for_selector("#confirmation-modal", state="hidden")
         assert re.fullmatch(
             r"The queue is compacted\.|Could not compact the queue: .+", notice.inner_text()
         )
