@@ -331,6 +331,17 @@ def test_admin(walk):
     page.wait_for_selector("#dashboard-notice:has-text('Requeued')")
     page.wait_for_selector("#requeue-job-btn", state="hidden")
 
+    walk.go("/admin/rq/0/view/jobs/default/failed/8/asc/1")
+    page.click("#requeue-all-btn")
+    page.click("#confirmation-modal-yes")
+    notice = page.wait_for_selector("#dashboard-notice:visible")
+    assert re.fullmatch(r"Requeued \d+ jobs?\.", notice.inner_text())
+    page.wait_for_selector("#confirmation-modal", state="hidden")
+    page.click("#empty-btn")
+    page.click("#confirmation-modal-yes")
+    page.wait_for_selector("#dashboard-notice:has-text('Done: the list is empty.')")
+    page.wait_for_selector("#confirmation-modal", state="hidden")
+
     # Whatever Compact makes of an empty queue, the page says so.
     walk.go("/admin/rq/0/view/jobs/urgent/queued/8/asc/1")
     with walk.allowing_console_error("status of 500"):
