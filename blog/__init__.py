@@ -84,5 +84,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
     app.register_blueprint(health_bp)
+    # Pages link the icon; this is for the browsers and tools that ask for it by this name.
+    app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     if app.config["DEV_MAILBOX"]:
         app.register_blueprint(mailbox_bp)

@@ -1,6 +1,7 @@
 """The data model: users, posts, tags (with who added each) and the outbox of emails."""
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -102,8 +103,15 @@ class Tag(db.Model):
 
     @staticmethod
     def normalise(name: str) -> str:
-        """Trim, lower-case and fold runs of white space into one space."""
-        return re.sub(r"\s+", " ", name).strip().lower()
+        """Trim, fold runs of white space into one space, and lower-case.
+
+        The dotted capital İ becomes a plain i, as in Turkish, where it comes from: Python's
+        ``lower()`` would give "i" plus a combining dot, which looks like a stray mark and
+        would make "İstanbul" and "ISTANBUL" two tags. NFC then gives "é" typed as e plus an
+        accent and "é" typed as one letter the same name.
+        """
+        folded = re.sub(r"\s+", " ", name).strip().replace("İ", "i").lower()
+        return unicodedata.normalize("NFC", folded)
 
     @classmethod
     def named(cls, names: list[str]) -> list["Tag"]:

@@ -11,6 +11,8 @@ import re
 import time
 from collections import Counter
 
+from blog.models import Tag
+
 DEFAULT_MAX_TAGS = 5
 TITLE_WEIGHT = 3
 MIN_WORD_LENGTH = 2
@@ -62,7 +64,7 @@ def extract_tags(title: str, body: str, max_tags: int = DEFAULT_MAX_TAGS) -> lis
     Words in the title count ``TITLE_WEIGHT`` times; ties go to the term that appears first.
     The same title and body always give the same tags.
     """
-    text = f"{title}\n{title}\n{title}\n{body}".lower()
+    text = Tag.normalise(f"{title}\n{title}\n{title}\n{body}")  # as the author's tags are
     scores: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
 

@@ -181,6 +181,42 @@ def test_disable_delete_keeps_jobs_and_hides_the_buttons(app, client, as_admin, 
     assert 'id="requeue-job-btn"' in page
 
 
+def test_the_dashboard_lists_the_four_queues_even_when_redis_has_never_seen_them(client, as_admin):
+    queues = client.get("/admin/rq/0/data/queues.json").get_json()["queues"]
+    assert [q["name"] for q in queues] == ["urgent", "mailers", "default", "low"]
+    assert queues[0]["count"] == 0
+    assert queues[0]["failed_url"] == "/admin/rq/0/view/jobs/urgent/failed/8/asc/1"
+
+
+@pytest.mark.parametrize(
+    ("registry", "words", "button"),
+    [
+        ("queued", "waiting for a worker", "Empty queue"),
+        ("failed", "that failed for good", "Delete all failed"),
+        ("finished", "that finished", "Delete all finished"),
+    ],
+)
+def test_each_job_list_says_what_it_holds(client, as_admin, registry, words, button):
+    page = client.get(f"/admin/rq/0/view/jobs/low/{registry}/8/asc/1").text
+    assert f"The jobs of queue <strong>low</strong> {words}" in page
+    assert f">{button}</button>" in page
+    assert "all the queued jobs" not in page
+
+
+def test_dashboard_pages_link_back_and_have_no_style_attributes(client, as_admin, failed_job):
+    for url in (
+        "/admin/rq/",
+        "/admin/rq/0/view/jobs/default/failed/8/asc/1",
+        f"/admin/rq/0/view/job/{failed_job}",
+        "/admin/rq/0/view/workers",
+    ):
+        page = client.get(url).text
+        assert 'href="/admin/stats"' in page, url
+        assert 'href="/"' in page, url
+        assert "style=" not in page, url
+        assert 'src="/static/dashboard.js"' in page, url
+
+
 @pytest.mark.parametrize(
     "url",
     [

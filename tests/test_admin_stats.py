@@ -7,6 +7,8 @@ import pytest
 
 from blog import job_stats
 from blog.admin import chart
+from blog.admin.views import worker_summary
+from blog.queue_admin import WorkerStats
 from blog.queues import enqueue
 from tests import factories
 from tests.support import html
@@ -32,14 +34,41 @@ def test_round_up_to_a_readable_top_of_the_chart():
     ]
 
 
-def test_bars_scale_to_the_top_of_the_chart():
+def test_failures_have_a_scale_of_their_own():
     start = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
-    minutes = [job_stats.Minute(start, 0, 0)] * 59 + [job_stats.Minute(start, 40, 10)]
+    minutes = [job_stats.Minute(start, 0, 0)] * 58 + [
+        job_stats.Minute(start, 80, 0),
+        job_stats.Minute(start, 100, 1),
+    ]
     drawn = chart.per_minute(minutes)
-    assert drawn.top == 50
-    assert (drawn.bars[-1].processed, drawn.bars[-1].failed) == (120.0, 30.0)
-    assert drawn.bars[-1].label == "18:00 UTC: 40 processed, 10 failed"
-    assert drawn.bars[0].processed == 0
+    assert (drawn.processed.top, drawn.failed.top) == (100, 1)
+    assert [b.height for b in drawn.processed.bars[-2:]] == [96.0, 120.0]
+    assert [b.height for b in drawn.failed.bars[-2:]] == [0, 40.0]  # one failure: full height
+    assert drawn.processed.bars[-1].label == "18:00 UTC: 100 processed, 1 failed"
+    assert drawn.processed.bars[0].height == 0
+
+
+def test_a_minute_with_any_job_is_never_too_thin_to_see():
+    start = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+    minutes = [job_stats.Minute(start, 1, 0)] + [job_stats.Minute(start, 5000, 0)] * 59
+    assert chart.per_minute(minutes).processed.bars[0].height == chart.MIN_HEIGHT
+
+
+@pytest.mark.parametrize(
+    ("states", "words"),
+    [
+        ([], "workers running"),
+        (["idle"], "worker, idle"),
+        (["busy"], "worker, busy"),
+        (["busy", "idle"], "workers: 1 busy"),
+        (["idle", "idle"], "workers: 0 busy"),
+    ],
+)
+def test_the_workers_in_words(states, words):
+    workers = [
+        WorkerStats(f"w{i}", state, ["default"], None, None) for i, state in enumerate(states)
+    ]
+    assert worker_summary(workers) == words
 
 
 def test_the_stats_page_shows_totals_queues_workers_and_the_chart(app, client, as_admin, run_jobs):
@@ -50,12 +79,14 @@ def test_the_stats_page_shows_totals_queues_workers_and_the_chart(app, client, a
     with app.app_context():
         enqueue(demo, 0, "waiting", queue="low")
     page = client.get("/admin/stats").text
-    shown = html.text(page)
-    assert "2 processed" in shown and "1 failed" in shown
-    assert "0 busy, 0 idle workers" in shown
-    assert page.count('<rect class="processed"') == 60
-    assert "processed, 1 failed</title>" in page
-    _, waiting, latency, scheduled, retrying = html.row(page, "low")[:5]
+    figures = re.findall(r'<span class="number">(\d+)</span> (\w+)', page)
+    assert figures[:2] == [("2", "processed"), ("1", "failed")]
+    assert '<span class="number">0</span> workers running' in page
+    assert page.count('<rect class="processed"') == 1  # only the minutes with jobs
+    assert page.count('<rect class="failed"') == 1
+    assert "2 processed, 1 failed</title>" in page
+    low_row = re.search(r">low</a></td>(.*?)</tr>", page, re.S)[1]
+    waiting, latency, scheduled, retrying = re.findall(r"<td>([^<]*)</td>", low_row)
     assert (waiting, scheduled, retrying) == ("1", "0", "0")
     assert latency.endswith(" s")
     assert 'data-refresh-seconds="5"' in page
@@ -84,7 +115,7 @@ def test_the_refresh_script_the_page_asks_for_is_served(client, as_admin):
     (src,) = re.findall(r'<script src="([^"]+)"', client.get("/admin/stats").text)
     response = client.get(src)
     assert response.status_code == 200
-    assert response.mimetype == "text/javascript"
+    assert "[data-live][id]" in response.text
     response.close()
 
 

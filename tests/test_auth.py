@@ -1,4 +1,5 @@
 import html as html_text
+import re
 
 import pytest
 from sqlalchemy import select
@@ -211,3 +212,23 @@ def test_login_page_carries_next_into_the_form(client):
 
 def test_login_with_evil_next_lands_home(auth, author_id):
     assert auth.login(next="//evil.com").headers["Location"] == "/"
+
+
+def test_credential_fields_tell_password_managers_what_they_hold(client):
+    def autocomplete(page: str) -> dict[str, str]:
+        inputs = re.findall(r"<input [^>]*>", page)
+        return {
+            re.search(r' id="(\w+)"', tag)[1]: re.search(r'autocomplete="([\w-]+)"', tag)[1]
+            for tag in inputs
+            if "autocomplete=" in tag
+        }
+
+    assert autocomplete(client.get("/signup").get_data(as_text=True)) == {
+        "email": "username",
+        "password": "new-password",
+        "confirm": "new-password",
+    }
+    assert autocomplete(client.get("/login").get_data(as_text=True)) == {
+        "email": "username",
+        "password": "current-password",
+    }

@@ -1,19 +1,34 @@
-"""In a real browser: a post is saved at once and its tags appear without a reload.
+"""In a real browser, at a desktop width and a phone width: a newcomer's walk through the blog
+and an admin's walk through the stats page and the RQ dashboard.
 
 Runs the app the way ``honcho start`` does (gunicorn and a forking ``rq worker``, as
-subprocesses) and drives Debian's Chromium through Playwright.
+subprocesses, started once for the module) and drives Debian's Chromium through Playwright.
+Every page must fit its width (no sideways scrolling), log no console error (a failed load, a
+script error, a Content-Security-Policy violation), and leaves a full-page screenshot in
+tests/artifacts/screenshots/ to look at.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 
+from blog import create_app, queues
 from blog.embedded_redis import free_port
+from blog.extensions import db
+from blog.queues import enqueue
+from tests import factories
+from tests.conftest import TEST_REDIS_URL
 from tests.dynos import BIN, ROOT, wait_for
+from tests.support.config import TEST_CONFIG
+from workers.demo import demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -26,6 +41,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
+WIDTHS = {"desktop": 1280, "phone": 390}
+ADMIN = "root@example.com"
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):
@@ -33,11 +51,49 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-@pytest.fixture
-def site(app, live_redis, process_env):
-    """The web and worker processes on this test's database; yields the site's URL."""
+@pytest.fixture(scope="module")
+def database(postgres_schema, tmp_path_factory):
+    """The module's database: (config for the app, URL for the processes)."""
+    if postgres_schema is None:
+        url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'blog.sqlite3'}"
+        return {"SQLALCHEMY_DATABASE_URI": url}, url
+    url, schema = postgres_schema
+    options = {"connect_args": {"options": f"-csearch_path={schema}"}}
+    config = {"SQLALCHEMY_DATABASE_URI": url, "SQLALCHEMY_ENGINE_OPTIONS": options}
+    return config, f"{url}?options=-csearch_path%3D{schema}"
+
+
+@dataclass
+class Site:
+    url: str
+    app: object
+
+
+@pytest.fixture(scope="module")
+def site(database):
+    """The web and worker processes on the module's database and the test Redis, with an
+    admin account; yields the site. Shared by every test here, so each uses its own users."""
+    config, url = database
+    app = create_app({**TEST_CONFIG, **config})
+    redis = queues.connect(TEST_REDIS_URL)
+    redis.flushdb()
+    with app.app_context():
+        db.create_all()
+        factories.user(ADMIN, admin=True)
     port = free_port()
-    env = {**process_env, "PORT": str(port), "TAGGER_LATENCY": "4", "WEB_CONCURRENCY": "2"}
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "DATABASE_URL": url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "TAGGER_LATENCY": "3",  # long enough to see the page before its tags
+        "TAGGER_FAILURE_RATE": "0",
+        "RETRY_BACKOFF_FACTOR": "0",
+        "MAIL_URL": "",
+        "PYTHONUNBUFFERED": "1",
+    }
     processes = [
         subprocess.Popen(
             [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
@@ -48,52 +104,262 @@ def site(app, live_redis, process_env):
             env=env,
         ),
     ]
-    url = f"http://127.0.0.1:{port}"
+    site_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: urllib.request.urlopen(url, timeout=5).status == 200, 30, "the web")
-        yield url
+        wait_for(lambda: urllib.request.urlopen(site_url, timeout=5).status == 200, 30, "the web")
+        yield Site(site_url, app)
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+        redis.flushdb()
+        redis.close()
+        with app.app_context():
+            if db.engine.dialect.name == "postgresql":
+                tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+                with db.engine.begin() as conn:
+                    conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            db.engine.dispose()
 
 
-@pytest.fixture
-def page():
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_page()
+        yield browser
         browser.close()
 
 
-def test_tags_appear_without_a_reload(site, page):
-    page.goto(f"{site}/signup")
-    page.fill("#email", "reader@example.com")
-    page.fill("#password", "correct horse battery")
-    page.fill("#confirm", "correct horse battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{site}/login")
-    page.fill("#email", "reader@example.com")
-    page.fill("#password", "correct horse battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{site}/")
+class Walk:
+    """One browser tab at one width, checking each page it reaches."""
 
-    page.goto(f"{site}/posts/new")
-    page.fill("#title", "Background jobs with Redis")
+    def __init__(self, page, site: Site, name: str):
+        self.page = page
+        self.site = site
+        self.name = name
+        self.errors: list[str] = []
+        self.expected: list[str] = []
+        self.shots = 0
+        page.on("console", self.on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"script error: {error}"))
+
+    def on_console(self, message):
+        if message.type != "error":
+            return
+        if any(fragment in message.text for fragment in self.expected):
+            return
+        self.errors.append(f"{self.page.url}: {message.text}")
+
+    @contextmanager
+    def allowing_console_error(self, fragment: str):
+        """A step whose failure the page itself reports; the browser logs it too."""
+        self.expected.append(fragment)
+        yield
+        self.expected.remove(fragment)
+
+    def go(self, path: str):
+        self.page.goto(self.site.url + path)
+
+    def check(self, what: str):
+        """The page fits its width; a screenshot to look at."""
+        page = self.page
+        width, scroll_width = page.evaluate(
+            "[window.innerWidth, document.documentElement.scrollWidth]"
+        )
+        assert width == page.viewport_size["width"], f"{what}: the page was zoomed out"
+        assert scroll_width <= width, f"{what} is {scroll_width}px wide in {width}px"
+        self.shots += 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=SCREENSHOTS / f"{self.name}-{self.shots:02d}-{what}.png", full_page=True
+        )
+
+    def flash(self) -> str:
+        return self.page.inner_text("main .flash")
+
+
+@pytest.fixture(params=list(WIDTHS))
+def walk(request, site, browser):
+    width = WIDTHS[request.param]
+    phone = width < 600
+    context = browser.new_context(
+        viewport={"width": width, "height": 844 if phone else 900},
+        is_mobile=phone,  # so that the page's viewport meta tag counts, as on a phone
+        has_touch=phone,
+    )
+    name = f"{request.node.originalname.removeprefix('test_')}-{request.param}"
+    walk = Walk(context.new_page(), site, name)
+    walk.width = width
+    yield walk
+    context.close()
+    assert walk.errors == []
+
+
+def log_in(walk: Walk, email: str, password: str):
+    walk.go("/login")
+    walk.page.fill("#email", email)
+    walk.page.fill("#password", password)
+    walk.page.click("main button[type=submit]")
+    walk.page.wait_for_url(f"{walk.site.url}/")
+
+
+def open_menu_on_a_phone(walk: Walk):
+    """The dashboard's navigation folds into a menu button on a narrow screen."""
+    toggler = walk.page.locator(".navbar-toggler")
+    if toggler.is_visible():
+        toggler.click()
+        walk.page.wait_for_selector("#navbarSupportedContent.show")
+
+
+def test_newcomer(walk):
+    page, site = walk.page, walk.site
+    email = f"newcomer-{walk.width}@example.com"
+    password = "correct horse battery"
+
+    walk.go("/")
+    walk.check("home")
+    walk.go("/signup")
+    assert page.get_attribute("#password", "autocomplete") == "new-password"
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.fill("#confirm", password)
+    walk.check("signup")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{site.url}/login")
+    walk.check("signed-up")
+
+    page.click("main .flash a")  # the message links to the mailbox
+    page.wait_for_url(f"{site.url}/dev/mail/")
+    walk.check("mailbox")
+    page.click(f"tr:has-text('{email}') a")
+    assert page.inner_text("h1") == "Welcome to Flask Background Jobs"
+    walk.check("welcome-email")
+
+    log_in(walk, email, password)
+    page.click("text=Write a post")
+    page.fill("#title", "Background jobs with Redis, and İstanbul")
     page.fill("#body", "Redis holds the queue; background jobs keep the request quick. Redis!")
-    page.fill("#tags", "mine")
+    page.fill("#tags", "Mine, İstanbul")
+    walk.check("write")
     page.click("main button[type=submit]")
-    page.wait_for_url(f"{site}/posts/*")
-
-    # The tagger takes 4 s: had the request waited for it, the tags would be there already.
+    page.wait_for_url(re.compile(r".*/posts/\d+$"))
+    # The request did not wait for the tagger: the page shows it still at work.
+    assert "the tagger works in the background" in walk.flash()
     assert "The tagger is reading this post" in page.inner_text("#tagging-state")
+    walk.check("published")
+
     page.evaluate("window.notReloaded = true")
     page.wait_for_selector("#tags a.tag-tagger", timeout=20_000)
     assert page.evaluate("window.notReloaded") is True
-    tagger_tags = page.locator("#tags a.tag-tagger").all_inner_texts()
-    assert "redis" in tagger_tags
-    assert page.locator("#tags a.tag-author").all_inner_texts() == ["mine"]
-    assert "marks the tags the tagger added" in page.inner_text("#tagging-state")
+    assert "redis" in page.locator("#tags a.tag-tagger").all_inner_texts()
+    assert page.locator("#tags a.tag-author").all_inner_texts() == ["istanbul", "mine"]
+    tagged = page.inner_text("#tagging-state")
+    assert tagged.startswith("✦ marks the tags the tagger added (")
+    walk.check("tagged")
+    page.reload()
+    assert page.inner_text("#tagging-state") == tagged  # the same words and date as the server's
+
+    page.click("#tags a.tag-tagger:text-is('redis')")
+    page.wait_for_url(f"{site.url}/tags/redis")
+    assert "Background jobs with Redis" in page.inner_text("main")
+    walk.check("tag-page")
+
+    page.click("main h2 a")
+    page.click("text=Edit")
+    page.fill("#title", "Background jobs, edited")
+    walk.check("edit")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r".*/posts/\d+$"))
+    assert page.inner_text("main h1") == "Background jobs, edited"
+
+    page.click("text=Delete…")
+    page.wait_for_url(re.compile(r".*/posts/\d+/delete$"))
+    assert page.inner_text("main h1") == "Delete “Background jobs, edited”?"
+    walk.check("delete-question")
+    page.click("text=Delete the post")
+    page.wait_for_url(f"{site.url}/")
+    assert walk.flash() == "The post is deleted."
+    walk.check("deleted")
+
+    page.click("header >> text=Log out")
+    page.wait_for_selector("header >> text=Log in")
+    walk.check("logged-out")
+
+
+def test_admin(walk):
+    page, site = walk.page, walk.site
+    with site.app.app_context():
+        failing = enqueue(demo, 0, "broken", 1.0).id
+    log_in(walk, ADMIN, factories.PASSWORD)
+
+    page.click("header >> text=Admin")
+    page.wait_for_url(f"{site.url}/admin/stats")
+    workers = " ".join(page.inner_text(".figure:nth-child(3)").split())
+    assert re.fullmatch(r"1 worker, (idle|busy)", workers)
+    page.wait_for_selector("svg.strip-failed rect.failed")  # once the worker has failed it
+    # The page refreshes itself, footer included: mark what is shown, wait for fresh copies.
+    page.evaluate("document.querySelectorAll('[data-live]').forEach(e => e.dataset.seen = 1)")
+    page.wait_for_selector("#page-timing:not([data-seen])", state="attached")
+    page.wait_for_selector("#live:not([data-seen])", state="attached")
+    assert page.locator("svg.strip-failed rect.failed").count() >= 1
+    walk.check("stats")
+
+    page.click("text=RQ dashboard")
+    page.wait_for_selector("tr[data-role=queue]")
+    names = page.locator("tr[data-role=queue] td:first-child").all_inner_texts()
+    assert names == ["urgent", "mailers", "default", "low"]
+    walk.check("queues")
+
+    open_menu_on_a_phone(walk)
+    page.click("#navbarSupportedContent >> text=Workers")
+    page.wait_for_selector("tr[data-role=worker]")
+    walk.check("workers")
+
+    walk.go("/admin/rq/0/view/jobs/default/failed/8/asc/1")
+    assert "failed for good" in page.inner_text("p.intro")
+    row = page.locator(f"tr[data-job-id='{failing}']")
+    row.locator("[data-role=requeue-job-btn]").click()
+    page.wait_for_selector(f"#dashboard-notice:has-text('Requeued job {failing} on its queue.')")
+    walk.check("requeued-from-list")
+
+    # The worker runs it again, and it fails again: requeue it from its own page.
+    walk.go(f"/admin/rq/0/view/job/{failing}")
+    page.wait_for_selector("#requeue-job-btn:visible")
+    walk.check("failed-job")
+    page.click("#requeue-job-btn")
+    page.wait_for_selector("#dashboard-notice:has-text('Requeued')")
+    page.wait_for_selector("#requeue-job-btn", state="hidden")
+
+    walk.go("/admin/rq/0/view/jobs/default/failed/8/asc/1")
+    page.click("#requeue-all-btn")
+    page.click("#confirmation-modal-yes")
+    notice = page.wait_for_selector("#dashboard-notice:visible")
+    assert re.fullmatch(r"Requeued \d+ jobs?\.", notice.inner_text())
+    page.wait_for_selector("#confirmation-modal", state="hidden")
+    page.click("#empty-btn")
+    page.click("#confirmation-modal-yes")
+    page.wait_for_selector("#dashboard-notice:has-text('Done: the list is empty.')")
+    page.wait_for_selector("#confirmation-modal", state="hidden")
+
+    # Whatever Compact makes of an empty queue, the page says so.
+    walk.go("/admin/rq/0/view/jobs/urgent/queued/8/asc/1")
+    with walk.allowing_console_error("status of 500"):
+        page.click("#compact-btn")
+        page.click("#confirmation-modal-yes")
+        notice = page.wait_for_selector("#dashboard-notice:visible")
+        page.wait_for_selector("#confirmation-modal", state="hidden")
+        assert re.fullmatch(
+            r"The queue is compacted\.|Could not compact the queue: .+", notice.inner_text()
+        )
+    walk.check("compacted")
+
+    open_menu_on_a_phone(walk)
+    page.click("#navbarSupportedContent >> text=Job stats")
+    page.wait_for_url(f"{site.url}/admin/stats")
+    walk.go("/admin/rq/")
+    open_menu_on_a_phone(walk)
+    page.click("#navbarSupportedContent >> text=Back to the blog")
+    page.wait_for_url(f"{site.url}/")

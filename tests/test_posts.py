@@ -84,6 +84,7 @@ def test_create_post_with_normalised_tags(client, auth, app, author_id):
         ({"title": "t", "body": "b", "tags": "x" * 41}, "longer than 40"),
         ({"title": "t", "body": "b", "tags": "a/b"}, "may hold only"),
         ({"title": "t", "body": "b", "tags": "<b>x</b>"}, "may hold only"),
+        ({"title": "t", "body": "b", "tags": "İstanbul!"}, "Tag “İstanbul!” may hold only"),
         ({"title": "t", "body": "b", "tags": ",".join(f"t{n}" for n in range(16))}, "at most 15"),
     ],
 )
@@ -126,6 +127,17 @@ def test_html_and_unicode_are_kept_and_escaped(client, auth, app, author_id):
     assert client.get("/tags/日本語").status_code == 200
 
 
+def test_tags_are_lower_cased_in_any_script(client, auth, app, author_id):
+    auth.login()
+    tags = "İstanbul, ISTANBUL, Cafe\u0301, café, हिन्दी"
+    client.post("/posts/new", data={"title": "t", "body": "b", "tags": tags})
+    with app.app_context():
+        post = db.session.scalars(select(Post)).one()
+        assert post.tag_names() == ["café", "istanbul", "हिन्दी"]
+    assert ">istanbul</a>" in client.get(f"/posts/{post.id}").get_data(as_text=True)
+    assert client.get("/tags/İstanbul").status_code == 200
+
+
 def test_edit_updates_the_post_and_its_author_tags(client, auth, app, author_id):
     with app.app_context():
         post = factories.post(author_id, title="Draft", tags=["one", "two"])
@@ -156,9 +168,25 @@ def test_another_user_cannot_edit_or_delete(client, auth, app, author_id, other_
     assert (
         client.post(f"/posts/{post_id}/edit", data={"title": "x", "body": "y"}).status_code == 403
     )
+    assert client.get(f"/posts/{post_id}/delete").status_code == 403
     assert client.post(f"/posts/{post_id}/delete").status_code == 403
     with app.app_context():
         assert db.session.get(Post, post_id).title == "Mine"
+
+
+def test_delete_asks_first_on_a_page_of_its_own(client, auth, app, author_id):
+    with app.app_context():
+        post_id = factories.post(author_id, title="Keep me?").id
+    auth.login()
+    show = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert f'href="/posts/{post_id}/delete"' in show  # a link to the question, not a POST
+
+    question = client.get(f"/posts/{post_id}/delete").get_data(as_text=True)
+    assert "Delete “Keep me?”?" in question
+    assert f'<form class="card" method="post" action="/posts/{post_id}/delete">' in question
+    assert f'href="/posts/{post_id}">Keep it</a>' in question
+    with app.app_context():
+        assert db.session.get(Post, post_id) is not None
 
 
 def test_author_deletes_a_post(client, auth, app, author_id):
@@ -201,3 +229,12 @@ def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, author_i
         )
     assert "tag9" in client.get("/").get_data(as_text=True)
     assert 0 < len(statements) <= 6, statements  # not one query per post
+
+
+def test_pages_link_an_icon_that_is_there(client):
+    page = client.get("/").get_data(as_text=True)
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200
+        assert icon.mimetype == "image/svg+xml"
+    assert client.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")

@@ -59,6 +59,10 @@ def test_keeps_unicode_and_programming_names():
     assert {"python", "c++", "node.js", "c#"} <= set(tags)
 
 
+def test_folds_case_as_the_authors_tags_do():
+    assert extract_tags("İstanbul", "Istanbul İSTANBUL", max_tags=5) == ["istanbul"]
+
+
 def test_every_tag_is_a_valid_tag():
     title = "<script>alert('x')</script> ünïcødé — tags!!"
     body = "Ω" * 50 + " a-b-c " + "x" * 60 + " café crème brûlée 🚀 emoji"

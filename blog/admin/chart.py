@@ -1,28 +1,43 @@
-"""The stats page's chart of jobs per minute, drawn on the server as SVG bars."""
+"""The stats page's chart of jobs per minute, drawn on the server as SVG bars.
+
+Failures get a strip of their own under the processed bars, on their own scale: on one
+scale, a minute with one failure among a hundred jobs would be a sliver no one sees. The
+strips are stretched to the page's width, so their labels are HTML around them, readable at
+any size, and never text inside the SVG.
+"""
 
 from dataclasses import dataclass
 
 from blog.job_stats import Minute
 
-WIDTH = 600
-HEIGHT = 150
+WIDTH = 600  # the SVG's own units; the page stretches it
+PROCESSED_HEIGHT = 120
+FAILED_HEIGHT = 40
+MIN_HEIGHT = 2  # a minute with any job gets at least this, so that it never vanishes
 
 
 @dataclass
 class Bar:
     x: float
     width: float
-    processed: float  # heights, in the chart's units
-    failed: float
+    height: float  # in the strip's units; the bar stands on the strip's bottom edge
     label: str
 
 
 @dataclass
-class Chart:
+class Strip:
+    """One row of bars, one a minute, on a scale from 0 to ``top`` jobs a minute."""
+
     bars: list[Bar]
-    top: int  # the count at the top of the chart
+    top: int
+    height: int
     width: int = WIDTH
-    height: int = HEIGHT
+
+
+@dataclass
+class Chart:
+    processed: Strip
+    failed: Strip
 
 
 def round_up(count: int) -> int:
@@ -35,17 +50,24 @@ def round_up(count: int) -> int:
         scale *= 10
 
 
-def per_minute(minutes: list[Minute]) -> Chart:
-    top = round_up(max(m.processed for m in minutes))
+def strip(minutes: list[Minute], field: str, height: int) -> Strip:
+    counts = [getattr(m, field) for m in minutes]
+    top = round_up(max(counts))
     slot = WIDTH / len(minutes)
     bars = [
         Bar(
             x=i * slot + 1,
             width=slot - 2,
-            processed=HEIGHT * m.processed / top,
-            failed=HEIGHT * m.failed / top,
+            height=max(height * count / top, MIN_HEIGHT) if count else 0,
             label=f"{m.start:%H:%M} UTC: {m.processed} processed, {m.failed} failed",
         )
-        for i, m in enumerate(minutes)
+        for i, (m, count) in enumerate(zip(minutes, counts, strict=True))
     ]
-    return Chart(bars, top)
+    return Strip(bars, top, height)
+
+
+def per_minute(minutes: list[Minute]) -> Chart:
+    return Chart(
+        processed=strip(minutes, "processed", PROCESSED_HEIGHT),
+        failed=strip(minutes, "failed", FAILED_HEIGHT),
+    )

@@ -18,6 +18,14 @@ def thousands(number: int) -> str:
     return f"{number:,}"
 
 
+def worker_summary(workers: list[queue_admin.WorkerStats]) -> str:
+    """The words after the number of workers: "1 worker, idle", "2 workers: 1 busy"."""
+    busy = queue_admin.busy(workers)
+    if len(workers) == 1:
+        return "worker, busy" if busy else "worker, idle"
+    return f"workers: {busy} busy" if workers else "workers running"
+
+
 @bp.get("/")
 def index():
     return redirect(url_for(".stats"))
@@ -37,7 +45,7 @@ def stats():
         chart=chart.per_minute(job_stats.last_hour(connection)),
         queues=queues,
         workers=workers,
-        busy=queue_admin.busy(workers),
+        worker_summary=worker_summary(workers),
         blog=blog,
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,

@@ -24,20 +24,32 @@ class SignupForm(FlaskForm):
         "Email",
         filters=[strip],
         validators=[DataRequired(), follows_policy(checked_email)],
+        render_kw={"autocomplete": "username"},  # what password managers save it under
     )
     password = PasswordField(
         "Password",
         validators=[DataRequired(), follows_policy(check_password)],
         description=f"At least {PASSWORD_MIN} characters.",
+        render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
         "Confirm password",
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+        render_kw={"autocomplete": "new-password"},
     )
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Length(max=EMAIL_MAX)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    email = EmailField(
+        "Email",
+        filters=[strip],
+        validators=[DataRequired(), Length(max=EMAIL_MAX)],
+        render_kw={"autocomplete": "username"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(max=PASSWORD_MAX)],
+        render_kw={"autocomplete": "current-password"},
+    )
     remember = BooleanField("Remember me")
     next = HiddenField()

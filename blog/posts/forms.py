@@ -1,4 +1,4 @@
-import re
+import unicodedata
 
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
@@ -7,8 +7,15 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from blog.forms import strip
 from blog.models import BODY_MAX, TAG_MAX, TAGS_PER_POST_MAX, TITLE_MAX, Tag
 
-# Letters (any script), digits, and the few marks tags like "c++", "c#" or ".net" need.
-TAG_PATTERN = re.compile(r"[\w.+#][\w .+#-]*")
+# Besides letters and digits of any script (with their combining marks, as in "हिन्दी"),
+# the few characters tags like "c++", "c#", ".net" or "background jobs" need.
+TAG_PUNCTUATION = " .+#-_"
+
+
+def is_tag_name(name: str) -> bool:
+    return name[:1] not in ("", " ", "-") and all(
+        c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LMN" for c in name
+    )
 
 
 def parse_tags(text: str | None) -> list[str]:
@@ -23,10 +30,11 @@ def parse_tags(text: str | None) -> list[str]:
         if not name or name in names:
             continue
         if len(name) > TAG_MAX:
-            raise ValueError(f"Tag {name[:20]!r}… is longer than {TAG_MAX} characters.")
-        if not TAG_PATTERN.fullmatch(name):
+            raise ValueError(f"Tag “{raw.strip()[:20]}…” is longer than {TAG_MAX} characters.")
+        if not is_tag_name(name):
             raise ValueError(
-                f"Tag {name!r} may hold only letters, digits, spaces and . + # - characters."
+                f"Tag “{raw.strip()}” may hold only letters, digits, spaces "
+                "and . + # - _ characters."
             )
         names.append(name)
     if len(names) > TAGS_PER_POST_MAX:
@@ -49,5 +57,8 @@ class PostForm(FlaskForm):
     tags = StringField(
         "Tags",
         validators=[Length(max=1000), valid_tags],
-        description="Comma-separated, e.g. ruby, rails, background jobs. More are added for you.",
+        description=(
+            "Comma-separated, e.g. ruby, rails, background jobs; kept in lower case (İstanbul "
+            "becomes istanbul). More are added for you."
+        ),
     )

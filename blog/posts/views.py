@@ -136,10 +136,14 @@ def edit(post_id: int):
     return render_template("posts/form.html", form=form, post=post)
 
 
-@bp.post("/posts/<int:post_id>/delete")
+@bp.route("/posts/<int:post_id>/delete", methods=["GET", "POST"])
 @login_required
 def delete(post_id: int):
+    """GET asks "are you sure?" on a page of its own, so it works without JavaScript; the
+    POST from that page deletes."""
     post = own_post_or_403(post_id)
+    if request.method == "GET":
+        return render_template("posts/delete.html", post=post)
     db.session.delete(post)
     db.session.commit()
     flash("The post is deleted.", "info")

@@ -1,11 +1,19 @@
 // Keep the stats page live: every few seconds, fetch the page again and swap in its fresh
-// figures and chart. The server draws everything; this only replaces one element with the
-// same element from the new copy. Without this script the page still works (reload it).
+// figures and chart. The server draws everything; this only replaces each element marked
+// data-live (the figures, and the footer's "this page took") with the same element, by id,
+// from the new copy. Without this script the page still works (reload it).
 (function () {
   "use strict";
   var live = document.getElementById("live");
   if (!live) return;
   var delay = 1000 * (Number(live.dataset.refreshSeconds) || 5);
+
+  function swapIn(fresh) {
+    document.querySelectorAll("[data-live][id]").forEach(function (old) {
+      var replacement = fresh.getElementById(old.id);
+      if (replacement) old.replaceWith(replacement);
+    });
+  }
 
   function refresh() {
     if (document.hidden) {  // nobody is looking: do not poll a background tab
@@ -19,11 +27,7 @@
       })
       .catch(function () { return null; })
       .then(function (html) {
-        var fresh = html && new DOMParser().parseFromString(html, "text/html").getElementById("live");
-        if (fresh) {
-          live.replaceWith(fresh);
-          live = fresh;
-        }
+        if (html) swapIn(new DOMParser().parseFromString(html, "text/html"));
         setTimeout(refresh, delay);
       });
   }

@@ -8,6 +8,16 @@
   var delay = 500;
   var deadline = Date.now() + 10 * 60 * 1000;  // retries with backoff can take minutes
 
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  // "3 Dec 2026, 18:40 UTC", as the server's |datetime filter writes it on a reload.
+  function utcDate(isoString) {
+    var d = new Date(isoString);
+    function two(n) { return String(n).padStart(2, "0"); }
+    return d.getUTCDate() + " " + MONTHS[d.getUTCMonth()] + " " + d.getUTCFullYear() + ", " +
+      two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
+  }
+
   function tagLink(tag) {
     var link = document.createElement("a");
     link.className = "tag tag-" + tag.source;
@@ -26,7 +36,7 @@
     state.className = "tagging tagging-" + status.state;
     state.textContent = status.state === "failed"
       ? "The tagger could not tag this post, even after retrying. Editing the post tries again."
-      : "✦ marks the tags the tagger added.";
+      : "✦ marks the tags the tagger added (" + utcDate(status.changed_at) + ").";
     box.dataset.state = status.state;
   }
 

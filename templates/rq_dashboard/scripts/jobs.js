@@ -1,6 +1,7 @@
-{# rq-dashboard 0.9.0's jobs.js with one change: the queue name, taken from the URL, is written
-   with |tojson. Upstream pasted it raw into a JS string, and .js templates are not
-   autoescaped: a crafted link ran any script. #}
+{# rq-dashboard 0.9.0's jobs.js with two changes: the queue name, taken from the URL, is written
+   with |tojson (upstream pasted it raw into a JS string, and .js templates are not
+   autoescaped: a crafted link ran any script); and every button says in the page what it
+   did, or why it could not (dashboardAction, in blog/static/dashboard.js). #}
 (function($) {
     var $raw_tpl = $('script[name=job-row]').html();
     var template = _.template($raw_tpl);
@@ -28,7 +29,7 @@
         api.getJobs({{ queue.name|tojson|safe }}, {{registry_name|tojson|safe}}, {{ per_page|tojson|safe}}, {{ order|tojson|safe }}, {{ page|tojson|safe }}, function(jobs, pagination, err) {
             // Return immediately in case of error
             if (err) {
-                return done();
+                return done && done();
             }
             onJobsLoaded(jobs, pagination, done);
         });
@@ -124,77 +125,60 @@
         $('#refresh-button').click(reload_table);
     });
 
-    // Enable the AJAX behaviour of the empty button
+    // The buttons: each asks first (but requeueing, which loses nothing), posts, and says
+    // what happened.
     $('#empty-btn').click(function(e) {
         e.preventDefault();
-        e.stopPropagation();
-
         var $this = $(this);
-        modalConfirm('empty', function() {
-            $.post($this.attr('href'), function(data) {
+        modalConfirm($this.data('action'), function() {
+            dashboardAction($this.data('href'), $this.data('action'), 'Done: the list is empty.', function() {
                 reload_table();
             });
         });
-
-        return false;
     });
 
     $('#compact-btn').click(function(e) {
         e.preventDefault();
-        e.stopPropagation();
-
         var $this = $(this);
-        modalConfirm('compact', function() {
-           $.post($this.attr('href'), function(data) {});
+        modalConfirm('compact this queue', function() {
+            dashboardAction($this.data('href'), 'compact the queue', 'The queue is compacted.', function() {
+                reload_table();
+            });
         });
-        return false;
     });
 
     $('#requeue-all-btn').click(function(e) {
         e.preventDefault();
-        e.stopPropagation();
-
         var $this = $(this);
-        modalConfirm('requeue all', function() {
-            $.post($this.attr('href'), function(data) {});
+        modalConfirm('requeue every failed job of this queue', function() {
+            dashboardAction($this.data('href'), 'requeue the failed jobs', function(answer) {
+                return 'Requeued ' + answer.count + (answer.count === 1 ? ' job.' : ' jobs.');
+            }, function() {
+                reload_table();
+            });
         });
-        return false;
     });
 
-    // Enable the AJAX behaviour of the delete button
     $tbody.on('click', '[data-role=delete-job-btn]', function(e) {
         e.preventDefault();
-        e.stopPropagation();
+        var $row = $(this).parents('tr'),
+            job_id = $row.data('job-id');
 
-        var $this = $(this),
-            $row = $this.parents('tr'),
-            job_id = $row.data('job-id'),
-            url = url_for('delete_job', job_id);
-
-        modalConfirm('delete job', function() {
-            $.post(url, function(data) {
+        modalConfirm('delete job ' + job_id, function() {
+            dashboardAction(url_for('delete_job', job_id), 'delete the job', 'Deleted job ' + job_id + '.', function() {
                 $row.fadeOut('fast', function() { $row.remove(); });
             });
         });
-
-        return false;
     });
 
-    // Enable the AJAX behaviour of the requeue button
     $tbody.on('click', '[data-role=requeue-job-btn]', function(e) {
         e.preventDefault();
-        e.stopPropagation();
+        var $row = $(this).parents('tr'),
+            job_id = $row.data('job-id');
 
-        var $this = $(this),
-            $row = $this.parents('tr'),
-            job_id = $row.data('job-id'),
-            url = url_for('requeue_job', job_id);
-
-        $.post(url, function(data) {
+        dashboardAction(url_for('requeue_job', job_id), 'requeue the job', 'Requeued job ' + job_id + ' on its queue.', function() {
             $row.fadeOut('fast', function() { $row.remove(); });
         });
-
-        return false;
     });
 
     $('#select-queue').on('click', function() {
