@@ -293,9 +293,10 @@ def mail_server(url: str) -> MailServer:
 def engine_options(url: str, environ: Mapping[str, str]) -> dict:
     """Connection pool settings: bounded per process, and checked before use.
 
-    A gunicorn worker serves one request at a time and a work-horse runs one job, so each
-    needs one connection; the pool allows ``DATABASE_POOL_SIZE`` (2) and never more, which
-    keeps the whole app inside a small plan's connection limit (docs/deploy.md does the sum).
+    A gunicorn worker serves one request at a time, so it needs one connection; the pool
+    allows ``DATABASE_POOL_SIZE`` (2) and never more (a worker process raises it to one per
+    job thread), which keeps the whole app inside a small plan's connection limit
+    (docs/deploy.md does the sum).
     """
     if url.startswith("sqlite"):
         # Web and worker processes write at once: wait for the lock instead of failing.

@@ -1,9 +1,10 @@
 """Errors to Sentry, when ``SENTRY_DSN`` is set; nothing at all when it is not.
 
 ``create_app`` calls ``init_app`` in every process that builds the app: each gunicorn worker,
-each rq worker (before it forks a work-horse per job) and ``flask`` commands. Sentry's Flask
-integration reports the exceptions a request does not handle; its RQ integration reports a
-job's exception once the job has failed for good (not the attempts that will be retried).
+the worker's supervisor (before it forks the processes that run jobs) and ``flask``
+commands. Sentry's Flask integration reports the exceptions a request does not handle; its
+RQ integration reports a job's exception once the job has failed for good (not the attempts
+that will be retried).
 """
 
 import sentry_sdk

@@ -25,7 +25,6 @@ from blog.embedded_redis import free_port
 from blog.extensions import db
 from blog.queues import enqueue
 from tests import factories
-from tests.conftest import TEST_REDIS_URL
 from tests.dynos import BIN, ROOT, wait_for
 from tests.support.config import TEST_CONFIG
 from workers.demo import demo
@@ -70,12 +69,12 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(database):
+def site(database, test_redis_url):
     """The web and worker processes on the module's database and the test Redis, with an
     admin account; yields the site. Shared by every test here, so each uses its own users."""
     config, url = database
     app = create_app({**TEST_CONFIG, **config})
-    redis = queues.connect(TEST_REDIS_URL)
+    redis = queues.connect(test_redis_url)
     redis.flushdb()
     with app.app_context():
         db.create_all()
@@ -85,7 +84,7 @@ def site(database):
         **os.environ,
         "APP_ENV": "testing",
         "DATABASE_URL": url,
-        "REDIS_URL": TEST_REDIS_URL,
+        "REDIS_URL": test_redis_url,
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
         "TAGGER_LATENCY": "3",  # long enough to see the page before its tags

@@ -1,9 +1,10 @@
 """RQ job functions, and the app context they run in.
 
-A job runs in a work-horse process that RQ forks for it, far from any request, so it needs a
-Flask app context to reach the database and config. ``in_app_context`` gives it one: the
-current app's when there is one (tests, an inline call from a view), else one app per process,
-created on first use (in the worker, before the fork, so every work-horse inherits it).
+A job runs in a worker thread (or a work-horse RQ forks for it), far from any request, so it
+needs a Flask app context to reach the database and config. ``in_app_context`` gives it one:
+the current app's when there is one (tests, an inline call from a view), else one app per
+process, created on first use (in the worker's supervisor, before it forks, so every worker
+process inherits it). Each job pushes a context of its own, so each gets its own session.
 """
 
 import functools

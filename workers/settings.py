@@ -1,6 +1,7 @@
 """Settings for RQ's command line, so that it connects exactly as the app does.
 
-``rq worker -c workers.settings`` (and ``rq worker-pool``, ``rq cron``, ``rq info``) read
+``rq cron -c workers.settings`` (the clock), ``rq info -c workers.settings`` and a stock
+``rq worker -c workers.settings``, if you run one, read
 ``REDIS_URL`` and ``QUEUES`` from here. RQ itself would look at ``--url`` or
 ``RQ_REDIS_URL``; this way ``REDIS_PROVIDER``, ``.env`` and the TLS options apply too.
 """
