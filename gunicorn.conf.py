@@ -8,9 +8,11 @@ platform collects both.
 
 import os
 
-from blog.config import app_env
+from blog.config import check_or_exit
 
-_host = "0.0.0.0" if app_env() == "production" else "127.0.0.1"
+# Checked here, once, before gunicorn starts any worker process.
+_config = check_or_exit("web")
+_host = "0.0.0.0" if _config["APP_ENV"] == "production" else "127.0.0.1"
 bind = f"{_host}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # A platform's router gives up on a request after 30 s; stop working on it by then too.

@@ -7,6 +7,7 @@ Variables already set in the environment win over ``.env``.
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -20,6 +21,12 @@ ENVIRONMENTS = ("development", "production", "testing")
 
 class ConfigError(RuntimeError):
     """The environment does not describe a configuration the app can run with."""
+
+
+INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
+# sysexits.h's EX_CONFIG: a supervisor can tell "the configuration is wrong, restarting will
+# not help" from a crash.
+EXIT_CONFIG_ERROR = 78
 
 
 def number(environ, name: str, default: str, kind=int, low: float = 0, high: float | None = None):
@@ -309,3 +316,18 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
     }
+
+
+def check_or_exit(process: str, environ=os.environ, instance_path: Path = INSTANCE_PATH) -> dict:
+    """The configuration, or exit with one line that names the bad variable.
+
+    Every process calls this first thing (``gunicorn.conf.py`` and ``app.py`` for the web
+    process and ``flask`` commands, ``workers/clock.py`` for the clock), so that a wrong setting stops it at once with
+    ``<process>: SECRET_KEY must be set ...`` on stderr and status ``EXIT_CONFIG_ERROR``,
+    instead of a traceback, or a process that runs and fails later.
+    """
+    try:
+        return from_environment(instance_path, environ)
+    except ConfigError as error:
+        print(f"{process}: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
