@@ -322,9 +322,9 @@ def check_or_exit(process: str, environ=os.environ, instance_path: Path = INSTAN
     """The configuration, or exit with one line that names the bad variable.
 
     Every process calls this first thing (``gunicorn.conf.py`` and ``app.py`` for the web
-    process and ``flask`` commands, ``workers/clock.py`` for the clock), so that a wrong setting stops it at once with
-    ``<process>: SECRET_KEY must be set ...`` on stderr and status ``EXIT_CONFIG_ERROR``,
-    instead of a traceback, or a process that runs and fails later.
+    process and ``flask`` commands, ``workers/clock.py`` for the clock), so that a wrong
+    setting stops it at once with ``<process>: SECRET_KEY must be set ...`` on stderr and
+    status ``EXIT_CONFIG_ERROR``, instead of a traceback or a process that fails later.
     """
     try:
         return from_environment(instance_path, environ)
