@@ -9,13 +9,19 @@ Its templates that show job data are overridden in ``templates/rq_dashboard/`` s
 escape it: see the note at the top of each.
 """
 
+import json
 from urllib.parse import urlsplit, urlunsplit
 
 import rq_dashboard
 from flask import Flask, Response, abort, current_app, request
+from redis.exceptions import ResponseError
+from rq import Queue
 from rq.exceptions import NoSuchJobError
+from rq.job import JOB_ID_PATTERN, Job
+from rq_dashboard import web as upstream
 
 from blog.admin.security import csp_nonce
+from blog.bad_input import ID_MAX
 from blog.errors import render_error
 from blog.extensions import csrf
 from blog.queues import QUEUE_NAMES, redis_connection
@@ -23,6 +29,9 @@ from blog.queues import QUEUE_NAMES, redis_connection
 URL_PREFIX = "/admin/rq"
 NAME = rq_dashboard.blueprint.name
 REGISTRIES = ("queued", "failed", "deferred", "started", "finished", "scheduled", "canceled")
+# Its pages offer 5 to 100 jobs a page.
+PER_PAGE_MAX = 100
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def redis_label(url: str) -> str:
@@ -33,10 +42,7 @@ def redis_label(url: str) -> str:
 
 
 def before_dashboard_request():
-    """Hand the dashboard the app's Redis client, and refuse what it would mishandle.
-
-    The dashboard's own hook, replaced by this one, opens a new client and pool per request.
-    """
+    """Hand the dashboard the app's Redis client, and refuse what it would mishandle."""
     current_app.redis_conn = redis_connection()
     args = request.view_args or {}
     if args.get("instance_number", 0) != 0:
@@ -45,8 +51,14 @@ def before_dashboard_request():
         abort(404)  # also keeps made-up names out of its pages and out of Redis
     if args.get("registry_name") not in (None, *REGISTRIES):
         abort(404)
-    if not all(str(args.get(key, "1")).isdigit() for key in ("per_page", "page")):
-        abort(404)  # it would fail on int("abc") with a 500
+    if args.get("job_id") is not None and not JOB_ID_PATTERN.fullmatch(args["job_id"]):
+        abort(404)  # RQ raises ValueError on an id it could never have made
+    # It would fail on int("abc"), divide by a page size of 0, or ask Redis for a range
+    # beyond 64 bits.
+    for key, highest in (("per_page", PER_PAGE_MAX), ("page", ID_MAX)):
+        value = str(args.get(key, "1"))
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= highest):
+            abort(404)
     if request.endpoint == f"{NAME}.requeue_all" and request.method != "POST":
         abort(405)  # a link or <img> on any site can send a GET
 
@@ -62,6 +74,48 @@ def dashboard_policy(response: Response) -> Response:
     return response
 
 
+def compact_queue(queue_name: str):
+    """The dashboard's Compact, which also works on an empty queue: RQ's ``compact()``
+    renames the queue's list first, and Redis cannot rename a list that does not exist."""
+    try:
+        Queue(queue_name, connection=current_app.redis_conn).compact()
+    except ResponseError as error:
+        if "no such key" not in str(error).lower():
+            raise
+    return {"status": "OK"}, NO_STORE
+
+
+def job_info(instance_number: int, job_id: str):
+    """The dashboard's data for one job, which also works for a job with dependencies:
+    rq-dashboard 0.9 decodes their ids, which RQ 2 hands over decoded already."""
+    job = Job.fetch(
+        job_id, serializer=upstream.config.serializer, connection=current_app.redis_conn
+    )
+    latest_result = job.latest_result()
+    encoder = current_app.config.get("RQ_DASHBOARD_JSON_ENCODER", json.JSONEncoder)
+    info = {
+        "id": job.id,
+        "created_at": upstream.serialize_date(job.created_at),
+        "enqueued_at": upstream.serialize_date(job.enqueued_at),
+        "started_at": upstream.serialize_date(job.started_at),
+        "ended_at": upstream.serialize_date(job.ended_at),
+        "origin": job.origin,
+        "status": job.get_status(),
+        "result": job.return_value(),
+        "exc_info": latest_result.exc_string if latest_result else None,
+        "description": upstream.format_job_description(job),
+        "metadata": json.dumps(job.get_meta(), cls=encoder),
+    }
+    dependency_ids = sorted(job.dependency_ids)
+    if dependency_ids:
+        existing = Job.exists
+        info["depends_on"] = dependency_ids
+        info["depends_on_status"] = [
+            "active" if existing(id, current_app.redis_conn) else "expired" for id in dependency_ids
+        ]
+    return info, NO_STORE
+
+
 def job_not_found(error: NoSuchJobError):
     return render_error(404, "There is no job with this id: it may have expired.")
 
@@ -69,7 +123,14 @@ def job_not_found(error: NoSuchJobError):
 def init_app(app: Flask) -> None:
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [redis_label(app.config["REDIS_URL"])])
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
-    app.before_request_funcs[NAME] = [before_dashboard_request]
+    hooks = app.before_request_funcs[NAME]
+    # Its own hook opens a new Redis client and pool per request, from a URL that has no
+    # password (the one its header shows); ours comes first and hands it the app's client.
+    hooks.remove(upstream.push_rq_connection)
+    hooks.insert(0, before_dashboard_request)
+    # Two of its views fail on what RQ 2 does; these take their place in this app only.
+    app.view_functions[f"{NAME}.compact_queue"] = compact_queue
+    app.view_functions[f"{NAME}.job_info"] = job_info
     app.after_request_funcs.setdefault(NAME, []).append(dashboard_policy)
     app.register_error_handler(NoSuchJobError, job_not_found)
     # Its buttons post with jQuery and no form token. It is safe without one: only admins get

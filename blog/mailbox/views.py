@@ -6,6 +6,7 @@ It shows everyone's email to anyone, so ``create_app`` registers it outside prod
 from flask import Blueprint, current_app, render_template
 from sqlalchemy import select
 
+from blog.bad_input import page_number
 from blog.extensions import db
 from blog.models import Email
 
@@ -15,7 +16,9 @@ bp = Blueprint("mailbox", __name__, url_prefix="/dev/mail")
 @bp.get("/")
 def index():
     query = select(Email).order_by(Email.created_at.desc(), Email.id.desc())
-    page = db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50)
+    page = db.paginate(
+        query, page=page_number(), per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50
+    )
     return render_template("mailbox/index.html", page=page)
 
 

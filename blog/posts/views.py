@@ -15,6 +15,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
+from blog.bad_input import page_number
 from blog.extensions import db
 from blog.models import AUTHOR, Post, PostTag, Tag
 from blog.posts.forms import PostForm, parse_tags
@@ -75,7 +76,10 @@ def save_and_tag(post: Post) -> str:
 @bp.get("/")
 def index():
     page = db.paginate(
-        newest_first(select(Post)), per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50
+        newest_first(select(Post)),
+        page=page_number(),
+        per_page=current_app.config["POSTS_PER_PAGE"],
+        max_per_page=50,
     )
     return render_template("posts/index.html", page=page)
 
@@ -84,7 +88,9 @@ def index():
 def by_tag(tag_name: str):
     tag = db.one_or_404(select(Tag).where(Tag.name == Tag.normalise(tag_name)))
     query = newest_first(select(Post).join(PostTag).where(PostTag.tag_id == tag.id))
-    page = db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50)
+    page = db.paginate(
+        query, page=page_number(), per_page=current_app.config["POSTS_PER_PAGE"], max_per_page=50
+    )
     return render_template("posts/index.html", page=page, tag=tag)
 
 
