@@ -1,8 +1,20 @@
-"""Error pages in the site's layout, for the statuses a user can run into."""
+"""Error pages in the site's layout, for the statuses a user can run into.
+
+An error page must not fail in turn: after a database error the session is rolled back
+before the layout reads the signed-in user again, and a page that still cannot be rendered
+is replaced by a minimal one that needs nothing.
+"""
+
+import logging
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from blog.extensions import db
+
+log = logging.getLogger(__name__)
 
 TITLES = {
     400: "Bad request",
@@ -15,6 +27,7 @@ TITLES = {
 }
 
 EXPLANATIONS = {
+    400: "The address or the form holds something this site cannot read.",
     403: "You do not have permission to do that.",
     404: "There is nothing at this address.",
     413: "What you sent is larger than this site accepts.",
@@ -23,10 +36,36 @@ EXPLANATIONS = {
 }
 
 
+MINIMAL_PAGE = """<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>{status} · {title}</title>
+<h1>{status} · {title}</h1>
+<p>{message}</p>
+<p><a href="/">Back to the posts</a></p>
+</html>
+"""
+
+
 def render_error(status: int, message: str | None = None):
     title = TITLES.get(status, "Error")
     message = message or EXPLANATIONS.get(status, "")
-    return render_template("error.html", status=status, title=title, message=message), status
+    try:
+        page = render_template("error.html", status=status, title=title, message=message)
+    except Exception:  # anything at all: the user gets a page, the log gets the traceback
+        log.exception("the %s page could not be rendered; sending the minimal one", status)
+        page = MINIMAL_PAGE.format(status=status, title=escape(title), message=escape(message))
+    return page, status
+
+
+def handle_server_error(error: InternalServerError):
+    """The 500 page. The layout reads the signed-in user, so a session left broken by a
+    database error is rolled back first (with a dead connection, the pool opens a new one)."""
+    try:
+        db.session.rollback()
+    except Exception:
+        log.exception("rolling back after an error failed")
+    return render_error(500)
 
 
 def handle_http_exception(error: HTTPException):
@@ -41,5 +80,6 @@ def handle_csrf_error(error: CSRFError):
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(InternalServerError, handle_server_error)
     # Unhandled exceptions reach this as InternalServerError, an HTTPException too.
     app.register_error_handler(HTTPException, handle_http_exception)
