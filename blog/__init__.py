@@ -14,6 +14,7 @@ from blog import (
     error_reporting,
     errors,
     queues,
+    security_headers,
     templating,
     timing,
 )
@@ -45,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_blueprints(app)
     admin.init_app(app)
     errors.init_app(app)
+    security_headers.init_app(app)
     templating.init_app(app)
     timing.init_app(app)
     commands.init_app(app)

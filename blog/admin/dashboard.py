@@ -9,22 +9,23 @@ Its templates that show job data are overridden in ``templates/rq_dashboard/`` s
 escape it: see the note at the top of each.
 """
 
+import functools
 import json
 from urllib.parse import urlsplit, urlunsplit
 
 import rq_dashboard
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, abort, current_app, request
 from redis.exceptions import ResponseError
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job
 from rq_dashboard import web as upstream
 
-from blog.admin.security import csp_nonce
 from blog.bad_input import ID_MAX
 from blog.errors import render_error
 from blog.extensions import csrf
 from blog.queues import QUEUE_NAMES, redis_connection
+from blog.security_headers import SITE_POLICY, with_policy
 
 URL_PREFIX = "/admin/rq"
 NAME = rq_dashboard.blueprint.name
@@ -32,6 +33,14 @@ REGISTRIES = ("queued", "failed", "deferred", "started", "finished", "scheduled"
 # Its pages offer 5 to 100 jobs a page.
 PER_PAGE_MAX = 100
 NO_STORE = {"Cache-Control": "no-store"}
+# The site's policy, loosened as the dashboard needs: ``'unsafe-eval'`` for its templates,
+# which Underscore's ``_.template`` compiles in the browser, and inline styles. Its one inline
+# script runs by a nonce (added per response), and no other.
+DASHBOARD_POLICY = {
+    **SITE_POLICY,
+    "script-src": "'self' 'unsafe-eval'",
+    "style-src": "'self' 'unsafe-inline'",
+}
 
 
 def redis_label(url: str) -> str:
@@ -63,15 +72,14 @@ def before_dashboard_request():
         abort(405)  # a link or <img> on any site can send a GET
 
 
-def dashboard_policy(response: Response) -> Response:
-    """The dashboard needs ``'unsafe-eval'``: its templates are compiled in the browser with
-    Underscore's ``_.template``. Its one inline script carries this response's nonce."""
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'self' 'nonce-{csp_nonce()}' 'unsafe-eval'; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
-        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-    )
-    return response
+def with_dashboard_policy(view):
+    """``view``, wrapped for this app alone, with the dashboard's policy."""
+
+    @functools.wraps(view)
+    def dashboard_view(*args, **kwargs):
+        return view(*args, **kwargs)
+
+    return with_policy(DASHBOARD_POLICY, nonce_in=("script-src",))(dashboard_view)
 
 
 def compact_queue(queue_name: str):
@@ -120,6 +128,10 @@ def job_not_found(error: NoSuchJobError):
     return render_error(404, "There is no job with this id: it may have expired.")
 
 
+def not_failed(error: InvalidJobOperation):
+    return render_error(400, "Only a failed job can be requeued.")
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [redis_label(app.config["REDIS_URL"])])
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
@@ -131,8 +143,11 @@ def init_app(app: Flask) -> None:
     # Two of its views fail on what RQ 2 does; these take their place in this app only.
     app.view_functions[f"{NAME}.compact_queue"] = compact_queue
     app.view_functions[f"{NAME}.job_info"] = job_info
-    app.after_request_funcs.setdefault(NAME, []).append(dashboard_policy)
+    for endpoint, view in list(app.view_functions.items()):
+        if endpoint.startswith(f"{NAME}."):
+            app.view_functions[endpoint] = with_dashboard_policy(view)
     app.register_error_handler(NoSuchJobError, job_not_found)
+    app.register_error_handler(InvalidJobOperation, not_failed)
     # Its buttons post with jQuery and no form token. It is safe without one: only admins get
     # in, and blog.admin.security refuses any write that does not come from this site.
     csrf.exempt(rq_dashboard.blueprint)
