@@ -13,6 +13,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
+from limits import parse_many
 
 load_dotenv()
 
@@ -216,6 +217,18 @@ def mail_url(environ) -> str:
     return url
 
 
+def rate_limit(environ, name: str, default: str) -> str:
+    """A rate limit such as ``5 per hour`` or ``10/minute; 50/day``, checked now."""
+    value = environ.get(name, default).strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be like '5 per hour' or '10/minute; 50/day', not {value!r}"
+        ) from None
+    return value
+
+
 def flag(environ, name: str) -> bool:
     """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
@@ -286,7 +299,14 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
         "DEV_MAILBOX": not production,
         # Signup sends email, so it is rate-limited per client address, counted in Redis.
-        "SIGNUP_RATE_LIMIT": environ.get("SIGNUP_RATE_LIMIT", "5 per hour"),
+        "SIGNUP_RATE_LIMIT": rate_limit(environ, "SIGNUP_RATE_LIMIT", "5 per hour"),
+        # Failed logins, counted in Redis: see blog.auth.throttle for how the two fit together.
+        "LOGIN_RATE_LIMIT_PER_ADDRESS": rate_limit(
+            environ, "LOGIN_RATE_LIMIT_PER_ADDRESS", "30 per hour"
+        ),
+        "LOGIN_RATE_LIMIT_PER_ACCOUNT": rate_limit(
+            environ, "LOGIN_RATE_LIMIT_PER_ACCOUNT", "10 per hour"
+        ),
         # Explicit: one Limiter serves every app in a process (the tests make many), and it
         # keeps an earlier app's RATELIMIT_ENABLED=False otherwise.
         "RATELIMIT_ENABLED": True,

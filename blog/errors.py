@@ -6,13 +6,15 @@ is replaced by a minimal one that needs nothing.
 """
 
 import logging
+import math
+import time
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from blog.extensions import db
+from blog.extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,6 @@ EXPLANATIONS = {
     403: "You do not have permission to do that.",
     404: "There is nothing at this address.",
     413: "What you sent is larger than this site accepts.",
-    429: "You have done that too often. Please try again later.",
     500: "The error has been logged. Please try again in a moment.",
 }
 
@@ -68,9 +69,33 @@ def handle_server_error(error: InternalServerError):
     return render_error(500)
 
 
+def in_words(seconds: float) -> str:
+    """How long to wait, rounded up so that trying again then works: "40 seconds",
+    "2 minutes", "3 hours"."""
+    if seconds <= 90:
+        count, unit = math.ceil(seconds), "second"
+    elif seconds <= 90 * 60:
+        count, unit = math.ceil(seconds / 60), "minute"
+    else:
+        count, unit = math.ceil(seconds / 3600), "hour"
+    count = max(count, 1)
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def try_again_message() -> str:
+    """When the limit this request ran into lets the next one through, in words."""
+    try:
+        seconds = limiter.current_limit.reset_at - time.time()
+    except Exception:  # no limit, or its storage gone: the page must still render
+        return "You have done that too often. Please try again later."
+    return f"You have done that too often. Please try again in {in_words(seconds)}."
+
+
 def handle_http_exception(error: HTTPException):
     if error.code is None or error.code < 400:
         return error
+    if error.code == 429:
+        return render_error(429, try_again_message())
     return render_error(error.code)
 
 

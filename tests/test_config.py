@@ -224,3 +224,14 @@ def test_a_bad_url_is_reported_without_its_password(tmp_path):
     with pytest.raises(ConfigError) as error:
         from_environment(tmp_path, {"APP_ENV": "testing", "REDIS_URL": "http://u:s3cret@h/"})
     assert "s3cret" not in str(error.value) and "***" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["SIGNUP_RATE_LIMIT", "LOGIN_RATE_LIMIT_PER_ADDRESS", "LOGIN_RATE_LIMIT_PER_ACCOUNT"]
+)
+def test_a_rate_limit_that_does_not_parse_stops_the_app_at_start(tmp_path, name):
+    with pytest.raises(ConfigError, match=f"{name} must be like '5 per hour'"):
+        from_environment(tmp_path, {name: "lots"})
+    assert (
+        from_environment(tmp_path, {name: "3/minute; 20 per day"})[name] == "3/minute; 20 per day"
+    )
