@@ -18,7 +18,7 @@ import hashlib
 
 from flask import Response, current_app, request
 from flask_limiter.util import get_remote_address
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
 from blog.extensions import limiter
 from blog.models import User
@@ -40,7 +40,7 @@ def known_browser_of(digest: str) -> bool:
     """Has this browser logged in to the account ``digest`` before?"""
     try:
         return signer().loads(request.cookies.get(KNOWN_BROWSER_COOKIE, "")) == digest
-    except BadSignature:
+    except BadData:  # none, forged, or signed with another key
         return False
 
 
