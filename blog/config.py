@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 from limits import parse_many
+from sentry_sdk.utils import BadDsn, Dsn
 
 load_dotenv()
 
@@ -229,6 +230,19 @@ def rate_limit(environ, name: str, default: str) -> str:
     return value
 
 
+def sentry_dsn(environ) -> str:
+    """``SENTRY_DSN``, checked now: Sentry would refuse a wrong one when the app starts."""
+    dsn = environ.get("SENTRY_DSN", "").strip()
+    if dsn:
+        try:
+            Dsn(dsn)
+        except BadDsn as error:
+            raise ConfigError(
+                f"SENTRY_DSN must be the DSN Sentry shows for the project ({error})"
+            ) from None
+    return dsn
+
+
 def flag(environ, name: str) -> bool:
     """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
@@ -320,7 +334,7 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         # rate limit), and every request looks like plain HTTP.
         "TRUSTED_PROXIES": trusted_proxies(environ, env),
         # Errors of the web process and of jobs go to Sentry when this is set.
-        "SENTRY_DSN": environ.get("SENTRY_DSN", "").strip(),
+        "SENTRY_DSN": sentry_dsn(environ),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").strip().upper(),
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": number(environ, "POSTS_PER_PAGE", "10", low=1, high=100),

@@ -12,6 +12,7 @@ BROKEN = {
     "SECRET_KEY": ({"APP_ENV": "production", "APP_URL": "https://blog.example.com"}, "SECRET_KEY"),
     "REDIS_URL": ({"APP_ENV": "development", "REDIS_URL": "http://redis.example"}, "REDIS_URL"),
     "POSTS_PER_PAGE": ({"APP_ENV": "development", "POSTS_PER_PAGE": "ten"}, "POSTS_PER_PAGE"),
+    "SENTRY_DSN": ({"APP_ENV": "development", "SENTRY_DSN": "sentry.example"}, "SENTRY_DSN"),
 }
 
 
