@@ -116,10 +116,10 @@ def job_info(instance_number: int, job_id: str):
     }
     dependency_ids = sorted(job.dependency_ids)
     if dependency_ids:
-        existing = Job.exists
         info["depends_on"] = dependency_ids
         info["depends_on_status"] = [
-            "active" if existing(id, current_app.redis_conn) else "expired" for id in dependency_ids
+            "active" if Job.exists(dependency, current_app.redis_conn) else "expired"
+            for dependency in dependency_ids
         ]
     return info, NO_STORE
 
