@@ -1,6 +1,10 @@
 """The WSGI entry point (``gunicorn app:app``) and the app ``flask`` finds by default."""
 
+import sys
+from pathlib import Path
+
 from blog import create_app
+from blog.config import check_or_exit
 from blog.extensions import db
 from blog.models import Email, Post, PostTag, Tag, User
 from blog.queues import enqueue, get_queue
@@ -9,6 +13,9 @@ from workers.mailers import send_email, send_signup_reminder
 from workers.maintenance import refresh_stats, requeue_stranded_work
 from workers.tagging import auto_tag_post
 
+# A wrong setting is one line naming the variable, not a traceback (gunicorn's workers would
+# print one each).
+check_or_exit(Path(sys.argv[0]).name)
 app = create_app()
 
 

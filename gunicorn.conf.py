@@ -6,10 +6,13 @@ connections). One line per request goes to stdout, gunicorn's own lines to stder
 platform collects both.
 """
 
-from blog.config import environment, read_settings
+from blog.config import check_or_exit, read_settings
 
-_settings = read_settings()  # checked: a bad PORT or WEB_CONCURRENCY stops gunicorn at start
-_host = "0.0.0.0" if environment(_settings) == "production" else "127.0.0.1"
+# Checked here, once, before gunicorn starts any worker process: a bad setting stops it with
+# one line naming the variable.
+_config = check_or_exit("web")
+_settings = read_settings()
+_host = "0.0.0.0" if _config["APP_ENV"] == "production" else "127.0.0.1"
 bind = f"{_host}:{_settings.PORT}"
 workers = _settings.WEB_CONCURRENCY
 # A platform's router gives up on a request after 30 s; stop working on it by then too.

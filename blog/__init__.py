@@ -7,7 +7,17 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import admin, commands, error_reporting, errors, queues, templating, timing
+from blog import (
+    admin,
+    bad_input,
+    commands,
+    error_reporting,
+    errors,
+    queues,
+    security_headers,
+    templating,
+    timing,
+)
 from blog import config as app_config
 from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, limiter, login_manager, migrate
@@ -29,12 +39,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(config or {})
 
     configure_logging(app)
+    bad_input.init_app(app)
     trust_proxies(app)
     error_reporting.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     admin.init_app(app)
     errors.init_app(app)
+    security_headers.init_app(app)
     templating.init_app(app)
     timing.init_app(app)
     commands.init_app(app)

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import click
+from click.core import ParameterSource
 from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -124,6 +125,16 @@ def parse_time(value: str) -> datetime:
         ) from None
 
 
+def options_given(*names: str) -> list[str]:
+    """How the options ``names`` are spelt on the command line, for those the user gave."""
+    ctx = click.get_current_context()
+    return [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in names and ctx.get_parameter_source(param.name) != ParameterSource.DEFAULT
+    ]
+
+
 @jobs.command("demo")
 @click.option(
     "--delay",
@@ -179,6 +190,9 @@ def demo_command(
     if in_seconds is not None and at_time is not None:
         raise click.UsageError("Give --in or --at, not both.")
     if inline:
+        given = options_given("queue", "in_seconds", "at_time", "retries")
+        if given:  # they mean nothing to a plain function call
+            raise click.UsageError(f"--inline runs the job here and now: drop {', '.join(given)}.")
         for _ in range(count):
             click.echo(demo(delay, message, fail_rate))
         return

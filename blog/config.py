@@ -14,6 +14,7 @@ Variables already set in the environment win over ``.env``.
 import functools
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -21,8 +22,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from annotated_types import Ge, Le
 from dotenv import load_dotenv
+from limits import parse_many
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sentry_sdk.utils import BadDsn, Dsn
 
 from blog.job_modes import JOBS_MODES
 
@@ -34,6 +37,12 @@ POSTS_PER_PAGE_MAX = 50
 
 class ConfigError(RuntimeError):
     """The environment does not describe a configuration the app can run with."""
+
+
+INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
+# sysexits.h's EX_CONFIG: a supervisor can tell "the configuration is wrong, restarting will
+# not help" from a crash.
+EXIT_CONFIG_ERROR = 78
 
 
 Lower = BeforeValidator(lambda value: value.strip().lower() if isinstance(value, str) else value)
@@ -72,6 +81,8 @@ class Settings(BaseSettings):
     MAIL_CLAIM_LEASE_SECONDS: int = Field(180, ge=1)
     SIGNUP_REMINDER_DELAY: int = Field(24 * 3600, ge=0)
     SIGNUP_RATE_LIMIT: str = "5 per hour"
+    LOGIN_RATE_LIMIT_PER_ADDRESS: str = "30 per hour"
+    LOGIN_RATE_LIMIT_PER_ACCOUNT: str = "10 per hour"
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
@@ -290,6 +301,29 @@ def mail_server(url: str) -> MailServer:
     )
 
 
+def rate_limit(name: str, value: str) -> str:
+    """A rate limit such as ``5 per hour`` or ``10/minute; 50/day``, checked now."""
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be like '5 per hour' or '10/minute; 50/day', not {value!r}"
+        ) from None
+    return value
+
+
+def sentry_dsn(dsn: str) -> str:
+    """``SENTRY_DSN``, checked now: Sentry would refuse a wrong one when the app starts."""
+    if dsn:
+        try:
+            Dsn(dsn)
+        except BadDsn as error:
+            raise ConfigError(
+                f"SENTRY_DSN must be the DSN Sentry shows for the project ({error})"
+            ) from None
+    return dsn
+
+
 def engine_options(url: str, environ: Mapping[str, str]) -> dict:
     """Connection pool settings: bounded per process, and checked before use.
 
@@ -365,7 +399,14 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # The mailbox at /dev/mail shows everyone's email to anyone: never in production.
         "DEV_MAILBOX": not production,
         # Signup sends email, so it is rate-limited per client address, counted in Redis.
-        "SIGNUP_RATE_LIMIT": settings.SIGNUP_RATE_LIMIT,
+        "SIGNUP_RATE_LIMIT": rate_limit("SIGNUP_RATE_LIMIT", settings.SIGNUP_RATE_LIMIT),
+        # Failed logins, counted in Redis: see blog.auth.throttle for how the two fit together.
+        "LOGIN_RATE_LIMIT_PER_ADDRESS": rate_limit(
+            "LOGIN_RATE_LIMIT_PER_ADDRESS", settings.LOGIN_RATE_LIMIT_PER_ADDRESS
+        ),
+        "LOGIN_RATE_LIMIT_PER_ACCOUNT": rate_limit(
+            "LOGIN_RATE_LIMIT_PER_ACCOUNT", settings.LOGIN_RATE_LIMIT_PER_ACCOUNT
+        ),
         # Explicit: one Limiter serves every app in a process (the tests make many), and it
         # keeps an earlier app's RATELIMIT_ENABLED=False otherwise.
         "RATELIMIT_ENABLED": True,
@@ -384,7 +425,7 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
             else (1 if production else 0)
         ),
         # Errors of the web process and of jobs go to Sentry when this is set.
-        "SENTRY_DSN": settings.SENTRY_DSN,
+        "SENTRY_DSN": sentry_dsn(settings.SENTRY_DSN),
         "LOG_LEVEL": settings.LOG_LEVEL,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
@@ -401,3 +442,21 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         **{name: getattr(settings, name) for name in WORKER_SETTINGS},
     }
+
+
+def check_or_exit(
+    process: str, environ: Mapping[str, str] = os.environ, instance_path: Path = INSTANCE_PATH
+) -> dict:
+    """The configuration, or exit with one line that names the bad variable.
+
+    Every process calls this first thing (``gunicorn.conf.py`` and ``app.py`` for the web
+    process and ``flask`` commands, ``workers/clock.py`` for the clock, ``workers/supervisor.py``
+    for the worker), so that a wrong setting stops it at once with ``<process>: SECRET_KEY must
+    be set ...`` on stderr and status ``EXIT_CONFIG_ERROR``, instead of a traceback or a process
+    that fails later.
+    """
+    try:
+        return from_environment(instance_path, environ)
+    except ConfigError as error:
+        print(f"{process}: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None

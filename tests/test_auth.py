@@ -232,3 +232,24 @@ def test_credential_fields_tell_password_managers_what_they_hold(client):
         "email": "username",
         "password": "current-password",
     }
+
+
+def test_a_refused_signup_keeps_the_form_and_says_when_to_try_again(client, auth, app):
+    app.config["SIGNUP_RATE_LIMIT"] = "1 per hour"
+    assert auth.signup("first@example.com").status_code == 302
+    refused = auth.signup("second@example.com", password="typed secret")
+    assert refused.status_code == 429
+    assert re.search(r"Please try again in \d+ minutes\.", refused.text)
+    assert 'value="second@example.com"' in refused.text
+    assert "typed secret" not in refused.text
+    assert "<h1>Sign up</h1>" in refused.text
+    assert "SIGNUP_RATE_LIMIT" not in refused.text  # testing; development names it
+
+
+@pytest.mark.parametrize(("env", "named"), [("development", True), ("production", False)])
+def test_in_development_the_signup_limit_names_its_setting(client, auth, app, env, named):
+    app.config.update(APP_ENV=env, SIGNUP_RATE_LIMIT="1 per hour")
+    auth.signup("first@example.com")
+    refused = auth.signup("second@example.com")
+    assert refused.status_code == 429
+    assert ("SIGNUP_RATE_LIMIT, now 1 per hour: raise it in .env" in refused.text) is named

@@ -73,7 +73,7 @@ def site(database, test_redis_url):
     """The web and worker processes on the module's database and the test Redis, with an
     admin account; yields the site. Shared by every test here, so each uses its own users."""
     config, url = database
-    app = create_app({**TEST_CONFIG, **config})
+    app = create_app({**TEST_CONFIG, **config, "REDIS_URL": test_redis_url})
     redis = queues.connect(test_redis_url)
     redis.flushdb()
     with app.app_context():
@@ -87,6 +87,7 @@ def site(database, test_redis_url):
         "REDIS_URL": test_redis_url,
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
+        "WORKER_CONCURRENCY": "1",
         "TAGGER_LATENCY": "3",  # long enough to see the page before its tags
         "TAGGER_FAILURE_RATE": "0",
         "RETRY_BACKOFF_FACTOR": "0",

@@ -256,3 +256,14 @@ def test_gunicorn_reads_its_port_and_workers_through_the_config(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "lots")
     with pytest.raises(ConfigError, match="WEB_CONCURRENCY must be an integer"):
         runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize(
+    "name", ["SIGNUP_RATE_LIMIT", "LOGIN_RATE_LIMIT_PER_ADDRESS", "LOGIN_RATE_LIMIT_PER_ACCOUNT"]
+)
+def test_a_rate_limit_that_does_not_parse_stops_the_app_at_start(tmp_path, name):
+    with pytest.raises(ConfigError, match=f"{name} must be like '5 per hour'"):
+        from_environment(tmp_path, {name: "lots"})
+    assert (
+        from_environment(tmp_path, {name: "3/minute; 20 per day"})[name] == "3/minute; 20 per day"
+    )

@@ -166,7 +166,10 @@ def test_a_deploy_boots_serves_runs_jobs_and_stops_cleanly(
     assert client.submit_form("/signup", signup) == "/login"
     login = {"email": "ada@example.com", "password": "correct horse"}
     assert client.submit_form("/login", login) == "/"
-    assert [cookie.secure for cookie in client.cookies] == [True]
+    assert {cookie.name: cookie.secure for cookie in client.cookies} == {
+        "session": True,
+        "known_browser": True,
+    }
     assert rows("SELECT email FROM users") == [("ada@example.com",)]
     post_path = client.submit_form("/posts/new", POST)
     assert re.fullmatch(r"/posts/\d+", post_path)

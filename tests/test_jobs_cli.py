@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rq.job import Job
 
 from blog.queues import get_queue
@@ -70,6 +71,17 @@ def test_demo_refuses_bad_options(runner, app):
     assert runner.invoke(args=["jobs", "demo", "--message", "<b>hi</b>"]).exit_code == 2
     with app.app_context():
         assert get_queue("default").count == 0
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--in", "5"], ["--at", "2030-01-01T12:00"], ["--queue", "default"], ["--retries", "0"]],
+)
+def test_demo_inline_refuses_scheduling_and_queue_options(runner, app, option):
+    result = runner.invoke(args=["jobs", "demo", "--inline", "--delay", "0", *option])
+    assert result.exit_code == 2
+    assert f"--inline runs the job here and now: drop {option[0]}." in result.output
+    assert "hello from a background job" not in result.output  # the job did not run
 
 
 def test_retries_and_failures_end_in_the_failed_registry(runner, app, run_jobs):

@@ -98,3 +98,22 @@ def test_a_stale_jobs_last_failure_leaves_the_newer_versions_state_alone(
     assert (
         db.session.get(Post, post_id).tagging_state == TaggingState.PENDING
     )  # v2's, not v1's failure
+
+
+def test_before_the_first_migration_the_recurring_jobs_skip_and_do_not_fail(
+    app, live_redis, rq_worker, caplog
+):
+    """A first deploy: the clock's jobs reach the worker before the web process migrated."""
+    with app.app_context():
+        db.drop_all()
+        for job in (requeue_stranded_work, refresh_stats):
+            assert job() is None
+            queued = get_queue("low").enqueue(job)
+    assert "skipped: the database is not migrated yet" in caplog.text
+
+    worker = rq_worker()
+    assert "workers.maintenance.refresh_stats on low: finished" in worker.stdout + worker.stderr
+    with app.app_context():
+        assert queued.get_status(refresh=True) == "finished"
+        assert get_queue("low").failed_job_registry.count == 0
+        db.create_all()  # for the fixture's clean-up

@@ -206,4 +206,5 @@ def test_a_bad_setting_stops_the_worker_at_once_with_one_line(process_env):
         timeout=60,
     )
     assert result.returncode == 78
-    assert result.stderr.strip() == "worker: WORKER_MODE must be one of threads, fork, not 'lots'"
+    expected = "worker: WORKER_MODE must be one of 'threads' or 'fork', not 'lots'"
+    assert result.stderr.strip() == expected

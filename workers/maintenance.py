@@ -1,12 +1,13 @@
 """Recurring jobs that keep the app healthy; ``workers/cron.py`` schedules them."""
 
+import functools
 import logging
 from datetime import timedelta
 
 from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, inspect, or_, select
 
 from blog import job_stats
 from blog.extensions import db
@@ -36,8 +37,37 @@ def job_in_flight(job_id: str) -> bool:
         return False
 
 
+def missing_tables() -> list[str]:
+    """The app's tables that the database does not have (yet)."""
+    return sorted(set(db.metadata.tables) - set(inspect(db.engine).get_table_names()))
+
+
+def once_migrated(job):
+    """Skip the job, with a log line, while the database has not been migrated.
+
+    On a first deploy the clock and the worker may well start before the web process has run
+    ``flask db upgrade``; the job then has nothing to do yet, and fails nothing. A minute later
+    the clock enqueues it again.
+    """
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        missing = missing_tables()
+        if missing:
+            log.warning(
+                "%s skipped: the database is not migrated yet (no table %s)",
+                job.__name__,
+                ", ".join(missing),
+            )
+            return None
+        return job(*args, **kwargs)
+
+    return run
+
+
 @in_app_context
-def requeue_stranded_work() -> dict:
+@once_migrated
+def requeue_stranded_work() -> dict | None:
     """Enqueue again the work whose job was lost; return the ids of posts, emails and users.
 
     A post is saved with its tagging pending, an email is written unsent, and each one's job
@@ -91,7 +121,8 @@ def requeue_stranded_work() -> dict:
 
 
 @in_app_context
-def refresh_stats() -> dict:
+@once_migrated
+def refresh_stats() -> dict | None:
     """Work out the blog's figures for the stats page and cache them in Redis."""
     words = 0
     for body in db.session.scalars(select(Post.body).execution_options(yield_per=500)):

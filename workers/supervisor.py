@@ -33,7 +33,13 @@ import time
 from redis.exceptions import RedisError
 from rq.worker import Worker
 
-from blog.config import ConfigError, read_settings, worker_settings
+from blog.config import (
+    EXIT_CONFIG_ERROR,
+    ConfigError,
+    check_or_exit,
+    read_settings,
+    worker_settings,
+)
 from blog.queues import QUEUE_NAMES, Queue
 from workers import process_app, recovery
 from workers.process import EXIT_RECYCLE, Settings, WorkerProcess
@@ -42,7 +48,7 @@ from workers.worker import ForkWorker, process_prefix, worker_name
 
 log = logging.getLogger("workers.supervisor")
 
-EXIT_CONFIG = 78  # sysexits' EX_CONFIG: do not restart
+EXIT_CONFIG = EXIT_CONFIG_ERROR  # a process that exits so is not restarted
 TICK = 0.1
 MAX_RESTART_PAUSE = 30
 # A process that ran this long before crashing resets the pause before restarts.
@@ -274,10 +280,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.split("\n")[0])
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args(argv)
-    try:
-        size_the_database_pool(os.environ)
-        app = process_app()
-    except ConfigError as error:
-        print(f"worker: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    return Supervisor(app, burst=args.burst).run()
+    check_or_exit("worker")  # a bad setting: one line naming it, and status 78
+    size_the_database_pool(os.environ)
+    return Supervisor(process_app(), burst=args.burst).run()

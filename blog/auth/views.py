@@ -1,14 +1,18 @@
 """Sign up, log in, log out."""
 
+import functools
 from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_limiter import RateLimitExceeded
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
+from blog.auth import throttle
 from blog.auth.forms import LoginForm, SignupForm
+from blog.errors import try_again_message
 from blog.extensions import db, limiter, login_manager
 from blog.mail import welcome_email
 from blog.models import User
@@ -16,8 +20,12 @@ from workers.mailers import schedule_email, schedule_signup_reminder
 
 bp = Blueprint("auth", __name__)
 
-# Checked when no user has the email, so that a wrong email costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a real password")
+
+@functools.cache
+def dummy_hash(method: str) -> str:
+    """Checked when no user has the email, so that a wrong email costs as long as a wrong
+    password: made with the method the users' hashes are made with."""
+    return generate_password_hash("not a real password", method=method)
 
 
 @login_manager.user_loader
@@ -102,6 +110,8 @@ def create_account(email: str, password: str) -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@throttle.per_address
+@throttle.per_account
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
@@ -111,11 +121,31 @@ def login():
         if user and user.check_password(form.password.data):
             login_user(user, remember=form.remember.data)
             flash("You are logged in.", "success")
-            return redirect(safe_next(form.next.data))
+            return throttle.remember_browser(redirect(safe_next(form.next.data)), user.email)
         if user is None:
-            User(password_hash=_DUMMY_HASH).check_password(form.password.data)
+            check_password_hash(
+                dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), form.password.data
+            )
         form.password.errors.append("Wrong email or password.")
     return render_template("auth/login.html", form=form)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_attempts(error: RateLimitExceeded):
+    """A signup or login refused by a limit: its form again, as the user filled it in (the
+    password fields excepted), and when to try again."""
+    message = try_again_message()
+    if request.endpoint == "auth.signup":
+        template, form = "auth/signup.html", SignupForm()
+        if current_app.config["APP_ENV"] == "development":
+            message += (
+                f" (Signups per address are limited by SIGNUP_RATE_LIMIT, now "
+                f"{current_app.config['SIGNUP_RATE_LIMIT']}: raise it in .env to lift it.)"
+            )
+    else:
+        template, form = "auth/login.html", LoginForm()
+    flash(message, "error")
+    return render_template(template, form=form), 429
 
 
 @bp.post("/logout")
