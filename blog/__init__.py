@@ -7,29 +7,20 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import (
-    admin,
-    bad_input,
-    commands,
-    error_reporting,
-    errors,
-    queues,
-    security_headers,
-    templating,
-    timing,
-)
+from blog import bad_input, error_reporting, errors, queues, security_headers, templating, timing
 from blog import config as app_config
-from blog.auth.views import bp as auth_bp
 from blog.extensions import csrf, db, limiter, login_manager, migrate
-from blog.health import bp as health_bp
-from blog.mailbox.views import bp as mailbox_bp
-from blog.posts.views import bp as posts_bp
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app from the environment; ``config`` overrides any key (tests use it)."""
+    # The features are imported here, not at the top: they schedule jobs, so they import the
+    # job modules, which import this package for its extensions. A worker that loads a job
+    # by name (workers.tagging) before anything else would find this package half-built.
+    from blog import admin, commands
+
     app = Flask(
         __name__,
         template_folder=str(ROOT / "templates"),
@@ -93,6 +84,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from blog.auth.views import bp as auth_bp
+    from blog.health import bp as health_bp
+    from blog.mailbox.views import bp as mailbox_bp
+    from blog.posts.views import bp as posts_bp
+
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
     app.register_blueprint(health_bp)

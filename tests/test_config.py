@@ -7,6 +7,7 @@ from flask import request
 
 from blog import create_app
 from blog.config import (
+    EXIT_CONFIG_ERROR,
     ConfigError,
     MailServer,
     app_env,
@@ -248,14 +249,16 @@ def test_a_url_in_the_wrong_variable_is_reported_without_its_password():
     assert "s3cret" not in str(error.value) and "***" in str(error.value)
 
 
-def test_gunicorn_reads_its_port_and_workers_through_the_config(monkeypatch):
+def test_gunicorn_reads_its_port_and_workers_through_the_config(monkeypatch, capsys):
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (settings["bind"], settings["workers"]) == ("127.0.0.1:8123", 3)
     monkeypatch.setenv("WEB_CONCURRENCY", "lots")
-    with pytest.raises(ConfigError, match="WEB_CONCURRENCY must be an integer"):
+    with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert stopped.value.code == EXIT_CONFIG_ERROR
+    assert capsys.readouterr().err == "web: WEB_CONCURRENCY must be an integer, not 'lots'\n"
 
 
 @pytest.mark.parametrize(

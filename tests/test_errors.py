@@ -69,9 +69,9 @@ def kill_database_connection(app):
 
 
 @pytest.fixture
-def post_id(app, ada):
+def post_id(app, author_id):
     with app.app_context():
-        return factories.post(ada).id
+        return factories.post(author_id).id
 
 
 @pytest.mark.parametrize("signed_in", [True, False], ids=["signed-in", "anonymous"])

@@ -24,7 +24,9 @@ def log_in(client, email, password, address="192.0.2.1"):
     )
 
 
-def test_one_address_is_stopped_after_its_failed_logins(app, client, ada, grace, limits):
+def test_one_address_is_stopped_after_its_failed_logins(
+    app, client, author_id, other_user_id, limits
+):
     for n in range(5):  # on several accounts, so the per-account limit does not come first
         email = ("ada", "grace", "nobody")[n % 3] + "@example.com"
         assert log_in(client, email, WRONG).status_code == 200
@@ -36,7 +38,7 @@ def test_one_address_is_stopped_after_its_failed_logins(app, client, ada, grace,
     assert log_in(client, "ada@example.com", factories.PASSWORD, "192.0.2.2").status_code == 302
 
 
-def test_the_refused_form_keeps_what_was_typed_but_the_password(app, client, ada, limits):
+def test_the_refused_form_keeps_what_was_typed_but_the_password(app, client, author_id, limits):
     app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"] = "1 per hour"
     log_in(client, "ada@example.com", WRONG)
     refused = client.post(
@@ -51,7 +53,7 @@ def test_the_refused_form_keeps_what_was_typed_but_the_password(app, client, ada
     assert "<h1>Log in</h1>" in refused.text
 
 
-def test_many_addresses_are_stopped_on_one_account(app, client, ada, limits):
+def test_many_addresses_are_stopped_on_one_account(app, client, author_id, limits):
     for n in range(3):
         assert log_in(client, "ada@example.com", WRONG, f"198.51.100.{n}").status_code == 200
     assert log_in(client, "ADA@example.com ", WRONG, "198.51.100.9").status_code == 429
@@ -60,7 +62,7 @@ def test_many_addresses_are_stopped_on_one_account(app, client, ada, limits):
     assert log_in(newcomer, "ada@example.com", factories.PASSWORD, "203.0.113.5").status_code == 429
 
 
-def test_an_attacker_cannot_lock_the_user_out_of_their_own_browser(app, client, ada, limits):
+def test_an_attacker_cannot_lock_the_user_out_of_their_own_browser(app, client, author_id, limits):
     # Ada logged in from this browser before: it keeps a signed cookie that says so.
     assert log_in(client, "ada@example.com", factories.PASSWORD).status_code == 302
     client.post("/logout")
@@ -76,20 +78,20 @@ def test_an_attacker_cannot_lock_the_user_out_of_their_own_browser(app, client, 
     assert log_in(client, "ada@example.com", factories.PASSWORD).status_code == 302
 
 
-def test_a_forged_known_browser_cookie_counts_as_unknown(app, client, ada, limits):
+def test_a_forged_known_browser_cookie_counts_as_unknown(app, client, author_id, limits):
     for n in range(3):
         log_in(client, "ada@example.com", WRONG, f"198.51.100.{n}")
     client.set_cookie("known_browser", "forged.value", path="/login")
     assert log_in(client, "ada@example.com", factories.PASSWORD).status_code == 429
 
 
-def test_a_successful_login_does_not_count(app, client, ada, limits):
+def test_a_successful_login_does_not_count(app, client, author_id, limits):
     for _ in range(6):
         assert log_in(client, "ada@example.com", factories.PASSWORD).status_code == 302
         client.post("/logout")
 
 
-def test_a_missing_account_costs_the_same_password_check(app, client, ada, monkeypatch):
+def test_a_missing_account_costs_the_same_password_check(app, client, author_id, monkeypatch):
     """Equal work, so equal time: one hash of the same kind, account or not."""
     import werkzeug.security
 

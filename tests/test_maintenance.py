@@ -100,6 +100,7 @@ def test_a_stale_jobs_last_failure_leaves_the_newer_versions_state_alone(
     )  # v2's, not v1's failure
 
 
+@pytest.mark.integration
 def test_before_the_first_migration_the_recurring_jobs_skip_and_do_not_fail(
     app, live_redis, rq_worker, caplog
 ):

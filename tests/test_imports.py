@@ -1,0 +1,19 @@
+"""A worker loads a job's function by its dotted name, in a fresh interpreter: every job module
+must import on its own, before anything else of the app."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.dynos import ROOT
+
+
+@pytest.mark.parametrize(
+    "module", ["workers.tagging", "workers.mailers", "workers.maintenance", "workers.demo"]
+)
+def test_a_job_module_imports_first_thing(module):
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
