@@ -292,7 +292,7 @@ def test_newcomer(walk):
 def test_admin(walk):
     page, site = walk.page, walk.site
     with site.app.app_context():
-        failing = enqueue(demo, 0, "broken", 1.0).id
+        failing = enqueue(demo, 2, "broken", 1.0).id  # fails, after 2 s at work each time
     log_in(walk, ADMIN, factories.PASSWORD)
 
     page.click("header >> text=Admin")
