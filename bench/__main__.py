@@ -1,0 +1,218 @@
+"""Run the benchmark suite and print one table: ``make bench``, or ``python -m bench --help``."""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import rq
+
+from bench.measurements import PARALLEL_ROWS, ROWS, Cell, Settings, default_pool_size
+from bench.processes import ROOT, columns
+from bench.report import ERROR, LINES, cell_text, json_value, table
+
+
+def names(choices):
+    def parse(text: str) -> list[str]:
+        picked = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in picked if name not in choices]
+        if unknown or not picked:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(choices)}"
+            )
+        return picked
+
+    return parse
+
+
+def positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    return parse
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    all_columns = columns()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="The app's worker side by side with RQ's stock workers (docs/performance.md).",
+    )
+    parser.add_argument(
+        "--rows", type=names(ROWS), default=list(ROWS), help=f"some of: {','.join(ROWS)}"
+    )
+    parser.add_argument(
+        "--columns",
+        type=names(all_columns),
+        default=list(all_columns),
+        help=f"some of: {','.join(all_columns)}",
+    )
+    parser.add_argument(
+        "--scale",
+        type=positive(float),
+        default=1.0,
+        help="multiply every count (jobs, posts, samples) by this; 0.05 for a quick look",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive(int),
+        help="WORKER_CONCURRENCY for the app, and the pool's size, outside the lesson "
+        "(default: the app's own default; the pool gets one member per core)",
+    )
+    parser.add_argument("--lesson-concurrency", type=positive(int), default=25)
+    parser.add_argument("--lesson-delay", type=positive(float), default=5.0)
+    parser.add_argument(
+        "--drain-seconds",
+        type=positive(float),
+        default=15.0,
+        help="stop a drain after this long and report the rate so far",
+    )
+    parser.add_argument(
+        "--cap", type=positive(float), default=120.0, help="the longest wait for any one event"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a server where the bench may create (and drop) databases of its own",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=ROOT / "bench" / "results" / "logs",
+        help="where each worker's output goes",
+    )
+    return parser.parse_args(argv)
+
+
+def run_cell(settings: Settings, row: str, column) -> tuple[dict, list[str]]:
+    with Cell(settings, row, column) as cell:
+        try:
+            values = ROWS[row](cell)
+        except Exception as error:
+            lines = str(error).strip().splitlines()
+            message = " / ".join(lines if len(lines) < 5 else [lines[0], "...", *lines[-3:]])
+            cell.note(f"error: {type(error).__name__}: {message}")
+            values = {line.name: ERROR for line in LINES if line.row == row}
+    return values, cell.notes
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    picked = {name: column for name, column in columns().items() if name in args.columns}
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+    results: dict[str, dict] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
+        settings = Settings(
+            log_dir=args.log_dir,
+            work_dir=Path(work_dir),
+            scale=args.scale,
+            concurrency=args.concurrency,
+            lesson_concurrency=args.lesson_concurrency,
+            lesson_delay=args.lesson_delay,
+            drain_seconds=args.drain_seconds,
+            cap=args.cap,
+            postgres_url=args.postgres_url,
+        )
+
+        def record(row, column, outcome):
+            values, cell_notes = outcome
+            notes.extend(cell_notes)
+            for line in LINES:
+                if line.name in values:
+                    results.setdefault(line.name, {})[column.name] = values[line.name]
+                    text = cell_text(line, values[line.name])
+                    print(f"  {row} / {column.name}: {line.name} {text}", file=sys.stderr)
+
+        try:
+            for row in (name for name in ROWS if name in args.rows):
+                began = time.monotonic()
+                print(f"{row} ...", file=sys.stderr)
+                if row in PARALLEL_ROWS:
+                    with ThreadPoolExecutor(len(picked)) as pool:
+                        futures = {
+                            column: pool.submit(run_cell, settings, row, column)
+                            for column in picked.values()
+                        }
+                    for column, future in futures.items():
+                        record(row, column, future.result())
+                else:
+                    for column in picked.values():
+                        record(row, column, run_cell(settings, row, column))
+                print(f"{row}: {time.monotonic() - began:.0f} s", file=sys.stderr)
+        finally:
+            for databases, _ in settings.databases.values():
+                databases.drop_all()
+
+    concurrency = args.concurrency or default_pool_size()
+    titles = {name: column.title_for(concurrency) for name, column in picked.items()}
+    lesson = (
+        f"{settings.count(500, args.lesson_concurrency)} × {args.lesson_delay:g} s "
+        f"at {args.lesson_concurrency}"
+    )
+    print(table(results, titles, args.rows, {"lesson": lesson}))
+    print()
+    print(machine_line(started_at))
+    for name, column in picked.items():
+        print(f"{titles[name]}: {column.command(concurrency)}")
+    if args.concurrency is None:
+        print("The app's worker runs with its default WORKER_CONCURRENCY outside the lesson.")
+    for note in notes:
+        print(f"- {note}")
+    print(f"Worker logs: {args.log_dir}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "started_at": started_at.isoformat(),
+            "machine": machine(),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("json", "log_dir")},
+            "columns": {
+                name: {"title": titles[name], "command": c.command(concurrency)}
+                for name, c in picked.items()
+            },
+            "results": {
+                line: {column: json_value(value) for column, value in values.items()}
+                for line, values in results.items()
+            },
+            "notes": notes,
+        }
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    failed = any(v == ERROR for values in results.values() for v in values.values())
+    return 1 if failed else 0
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+        "rq": rq.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def machine_line(started_at: datetime) -> str:
+    info = machine()
+    load = ", ".join(f"{x:.2f}" for x in info["load_average"])
+    return (
+        f"{started_at:%Y-%m-%d %H:%M} UTC, {info['cpus']} CPUs, load {load}, "
+        f"Python {info['python']}, RQ {info['rq']}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The benchmark's job functions. Every worker under test imports them from here: the bench
+runs each worker with the repository on ``PYTHONPATH``.
+
+A job that must say when it ran pushes a record onto a Redis list named by the bench: the
+job's id, what happened (``start`` or ``fail``) and the time (``time.time()``, the same clock
+the bench reads, as both run on one machine). The bench waits on that list instead of
+polling the job, and trusts no worker's own bookkeeping for the times it reports.
+"""
+
+import json
+import time
+
+from rq import get_current_job
+
+
+def noop() -> None:
+    """Nothing at all: what is left is the worker's own cost per job."""
+
+
+def stamp(key: str) -> None:
+    """Record that this job started."""
+    _record(key, "start")
+
+
+def sleep_after_stamp(key: str, seconds: float) -> None:
+    """Record the start, then sleep: a long job to kill mid-run."""
+    _record(key, "start")
+    time.sleep(seconds)
+
+
+def auto_tag_post(post_id: int):
+    """The app's ``workers.tagging.auto_tag_post``, imported as the app imports it.
+
+    ``import workers.tagging`` in a fresh interpreter fails (``blog`` and ``workers.tagging``
+    import each other), so a stock worker, which has not built the app first, cannot load the
+    job by name; importing ``blog`` first works, and costs nothing once it is imported.
+    """
+    import blog  # noqa: F401
+    from workers.tagging import auto_tag_post
+
+    return auto_tag_post(post_id)
+
+
+class FirstRunFails(Exception):
+    """Raised by the first run of ``fail_first_run``, so that RQ schedules its retry."""
+
+
+def fail_first_run(key: str) -> None:
+    """Fail on the first run (recording when), record the start of the retry."""
+    job = get_current_job()
+    if job.connection.incr(f"{key}:runs:{job.id}") == 1:
+        _record(key, "fail")
+        raise FirstRunFails("failing on purpose, to be retried")
+    _record(key, "start")
+
+
+def _record(key: str, event: str) -> None:
+    at = time.time()
+    job = get_current_job()
+    job.connection.rpush(key, json.dumps({"job": job.id, "event": event, "at": at}))
