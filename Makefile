@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export FLASK_APP := app.py
 
-.PHONY: run test lint format migrate shell clean
+.PHONY: run test lint format migrate shell clean bench
 
 # The venv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -18,6 +18,9 @@ run: $(VENV)/.installed  ## set up everything; web, worker and clock on http://1
 
 test: $(VENV)/.installed  ## the whole test suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
 	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed  ## the worker benchmarks, one table (docs/performance.md); ARGS="--help"
+	$(BIN)/python -m bench $(ARGS)
 
 lint: $(VENV)/.installed  ## ruff, as CI runs it
 	$(BIN)/ruff check .

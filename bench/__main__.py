@@ -109,6 +109,18 @@ def run_cell(settings: Settings, row: str, column) -> tuple[dict, list[str]]:
     return values, cell.notes
 
 
+def phases(rows: list[str]) -> list[list[str]]:
+    """The rows in order, one at a time, except that parallel rows next to each other go
+    together."""
+    grouped: list[list[str]] = []
+    for row in rows:
+        if grouped and row in PARALLEL_ROWS and grouped[-1][0] in PARALLEL_ROWS:
+            grouped[-1].append(row)
+        else:
+            grouped.append([row])
+    return grouped
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     picked = {name: column for name, column in columns().items() if name in args.columns}
@@ -139,21 +151,19 @@ def main(argv=None) -> int:
                     print(f"  {row} / {column.name}: {line.name} {text}", file=sys.stderr)
 
         try:
-            for row in (name for name in ROWS if name in args.rows):
+            for phase in phases([name for name in ROWS if name in args.rows]):
                 began = time.monotonic()
-                print(f"{row} ...", file=sys.stderr)
-                if row in PARALLEL_ROWS:
-                    with ThreadPoolExecutor(len(picked)) as pool:
-                        futures = {
-                            column: pool.submit(run_cell, settings, row, column)
-                            for column in picked.values()
-                        }
-                    for column, future in futures.items():
-                        record(row, column, future.result())
+                print(f"{', '.join(phase)} ...", file=sys.stderr)
+                cells = [(row, column) for row in phase for column in picked.values()]
+                if phase[0] in PARALLEL_ROWS:
+                    with ThreadPoolExecutor(len(cells)) as pool:
+                        futures = [pool.submit(run_cell, settings, *cell) for cell in cells]
+                    outcomes = [future.result() for future in futures]
                 else:
-                    for column in picked.values():
-                        record(row, column, run_cell(settings, row, column))
-                print(f"{row}: {time.monotonic() - began:.0f} s", file=sys.stderr)
+                    outcomes = (run_cell(settings, *cell) for cell in cells)
+                for (row, column), outcome in zip(cells, outcomes, strict=True):
+                    record(row, column, outcome)
+                print(f"{', '.join(phase)}: {time.monotonic() - began:.0f} s", file=sys.stderr)
         finally:
             for databases, _ in settings.databases.values():
                 databases.drop_all()

@@ -22,10 +22,12 @@ def stamp(key: str) -> None:
     _record(key, "start")
 
 
-def sleep_after_stamp(key: str, seconds: float) -> None:
-    """Record the start, then sleep: a long job to kill mid-run."""
+def sleep_on_first_run(key: str, seconds: float) -> None:
+    """Record the start; sleep on the first run only. A long job to kill mid-run, whose
+    retry leaves the worker free at once for the jobs that come next."""
     _record(key, "start")
-    time.sleep(seconds)
+    if _run_number(key) == 1:
+        time.sleep(seconds)
 
 
 def auto_tag_post(post_id: int):
@@ -47,11 +49,16 @@ class FirstRunFails(Exception):
 
 def fail_first_run(key: str) -> None:
     """Fail on the first run (recording when), record the start of the retry."""
-    job = get_current_job()
-    if job.connection.incr(f"{key}:runs:{job.id}") == 1:
+    if _run_number(key) == 1:
         _record(key, "fail")
         raise FirstRunFails("failing on purpose, to be retried")
     _record(key, "start")
+
+
+def _run_number(key: str) -> int:
+    """1 on this job's first run, 2 on the next, ..."""
+    job = get_current_job()
+    return job.connection.incr(f"{key}:runs:{job.id}")
 
 
 def _record(key: str, event: str) -> None:

@@ -25,9 +25,12 @@ LINES = (
     Line("lesson_pss_idle", "lesson", "lesson: PSS idle, before the jobs", "MB", 0),
     Line("scheduled_lateness", "scheduled", "scheduled jobs: lateness min / max", "s", 2),
     Line("retry_lateness", "scheduled", "retries: lateness min / max", "s", 2),
-    Line("crash_rerun", "crash", "crash: killed job starts again after", "s", 1),
-    Line("crash_due", "crash", "crash: lateness of a job due 5 s after", "s", 1),
-    Line("crash_busy", "crash", "crash: dead worker still listed for", "s", 1),
+    Line("crash_rerun", "crash", "crash, restart: killed job again after", "s", 1),
+    Line("crash_due", "crash", "crash, restart: lateness of the due job", "s", 1),
+    Line("crash_busy", "crash", "crash, restart: dead worker listed for", "s", 1),
+    Line("survivor_rerun", "crash-survivor", "crash, 2nd worker: killed job again after", "s", 1),
+    Line("survivor_due", "crash-survivor", "crash, 2nd worker: lateness of the due job", "s", 1),
+    Line("survivor_busy", "crash-survivor", "crash, 2nd worker: dead worker listed for", "s", 1),
 )
 
 ERROR = "error"
