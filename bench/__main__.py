@@ -71,20 +71,33 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="WORKER_CONCURRENCY for the app, and the pool's size, outside the lesson "
         "(default: the app's own default; the pool gets one member per core)",
     )
-    parser.add_argument("--lesson-concurrency", type=positive(int), default=25)
-    parser.add_argument("--lesson-delay", type=positive(float), default=5.0)
+    parser.add_argument(
+        "--lesson-concurrency",
+        type=positive(int),
+        default=Settings.lesson_concurrency,
+        help="jobs at a time in the lesson row (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lesson-delay",
+        type=positive(float),
+        default=Settings.lesson_delay,
+        help="seconds each lesson job sleeps (default %(default)s)",
+    )
     parser.add_argument(
         "--drain-seconds",
         type=positive(float),
-        default=15.0,
-        help="stop a drain after this long and report the rate so far",
+        default=Settings.drain_seconds,
+        help="stop a drain after this long, reporting the rate so far (default %(default)s)",
     )
     parser.add_argument(
-        "--cap", type=positive(float), default=120.0, help="the longest wait for any one event"
+        "--cap",
+        type=positive(float),
+        default=Settings.cap,
+        help="the longest wait for one event (default %(default)s)",
     )
     parser.add_argument(
         "--postgres-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        default=Settings.postgres_url,
         help="a server where the bench may create (and drop) databases of its own",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")

@@ -41,7 +41,7 @@ class Settings:
     concurrency: int | None = None  # None: the app's own default; the pool gets one per core
     lesson_concurrency: int = 25
     lesson_delay: float = 5.0
-    drain_seconds: float = 15.0
+    drain_seconds: float = 10.0
     cap: float = 120.0
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     databases: dict = field(default_factory=dict)
