@@ -193,7 +193,12 @@ def main(argv=None) -> int:
     for name, column in picked.items():
         print(f"{titles[name]}: {column.command(concurrency)}")
     if args.concurrency is None:
-        print("The app's worker runs with its default WORKER_CONCURRENCY outside the lesson.")
+        print("Outside the lesson, the app's worker runs with its default WORKER_CONCURRENCY.")
+    if "lesson" in args.rows:
+        print(
+            f"The lesson runs the app with WORKER_CONCURRENCY={args.lesson_concurrency} "
+            f"and the pool with -n {args.lesson_concurrency}."
+        )
     for note in notes:
         print(f"- {note}")
     print(f"Worker logs: {args.log_dir}")
@@ -232,7 +237,7 @@ def machine_line(started_at: datetime) -> str:
     info = machine()
     load = ", ".join(f"{x:.2f}" for x in info["load_average"])
     return (
-        f"{started_at:%Y-%m-%d %H:%M} UTC, {info['cpus']} CPUs, load {load}, "
+        f"Started {started_at:%Y-%m-%d %H:%M} UTC; {info['cpus']} CPUs, load {load} at the end; "
         f"Python {info['python']}, RQ {info['rq']}"
     )
 
