@@ -113,6 +113,7 @@ class Cell:
         Queue(PROBE_QUEUE, connection=self.redis).enqueue(jobs.stamp, key)
         if not self.records(key, 1, timeout, worker):
             raise TimeoutError(f"the worker ran no job within {timeout:.0f} s")
+        worker.tree()  # remember its processes, to find them even if their parent dies
 
     def key(self, name: str) -> str:
         return f"bench:{name}:{uuid.uuid4().hex[:8]}"

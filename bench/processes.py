@@ -110,6 +110,7 @@ class WorkerProcess:
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self._seen: dict[int, psutil.Process] = {}
 
     def start(self) -> "WorkerProcess":
         with self.log_path.open("a") as log:
@@ -134,11 +135,23 @@ class WorkerProcess:
             )
 
     def tree(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        """The worker's live processes: the one started and its descendants, and those seen
+        here before and theirs (a process whose parent died is no one's descendant)."""
+        everyone = {p.pid: p for p in psutil.process_iter(["ppid", "status"])}
+        children: dict[int, list[psutil.Process]] = {}
+        for process in everyone.values():
+            children.setdefault(process.info["ppid"], []).append(process)
+        roots = [pid for pid, process in self._seen.items() if process.is_running()]
+        todo = [everyone[pid] for pid in [self.process.pid, *roots] if pid in everyone]
+        found: dict[int, psutil.Process] = {}
+        while todo:
+            process = todo.pop()
+            if process.pid not in found:
+                if process.info["status"] != psutil.STATUS_ZOMBIE:
+                    found[process.pid] = process
+                todo.extend(children.get(process.pid, []))
+        self._seen = dict(found)
+        return list(found.values())
 
     def pss(self) -> tuple[int, int]:
         """Total proportional set size of all the worker's processes, in bytes, and how many."""
