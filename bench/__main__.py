@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -134,8 +135,14 @@ def phases(rows: list[str]) -> list[list[str]]:
     return grouped
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Stopped by SIGTERM as by Ctrl+C: every worker and Redis server started goes too.
+    signal.signal(signal.SIGTERM, interrupt)
     picked = {name: column for name, column in columns().items() if name in args.columns}
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
@@ -171,7 +178,11 @@ def main(argv=None) -> int:
                 if phase[0] in PARALLEL_ROWS:
                     with ThreadPoolExecutor(len(cells)) as pool:
                         futures = [pool.submit(run_cell, settings, *cell) for cell in cells]
-                    outcomes = [future.result() for future in futures]
+                        try:
+                            outcomes = [future.result() for future in futures]
+                        except KeyboardInterrupt:
+                            settings.stopping.set()
+                            raise
                 else:
                     outcomes = (run_cell(settings, *cell) for cell in cells)
                 for (row, column), outcome in zip(cells, outcomes, strict=True):

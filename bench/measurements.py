@@ -8,6 +8,7 @@ run's settings. It returns the values of its lines of the table, by line name.
 import json
 import os
 import statistics
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,7 +45,10 @@ class Settings:
     drain_seconds: float = 10.0
     cap: float = 120.0
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # State of the run: the auto-tag rows' template databases, made on first use; and a flag
+    # that tells cells running in threads to give up (Ctrl+C).
     databases: dict = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def count(self, full: int, least: int = 1) -> int:
         return max(least, round(full * self.scale))
@@ -115,6 +119,10 @@ class Cell:
             raise TimeoutError(f"the worker ran no job within {timeout:.0f} s")
         worker.tree()  # remember its processes, to find them even if their parent dies
 
+    def check_stopping(self) -> None:
+        if self.settings.stopping.is_set():
+            raise KeyboardInterrupt
+
     def key(self, name: str) -> str:
         return f"bench:{name}:{uuid.uuid4().hex[:8]}"
 
@@ -124,6 +132,7 @@ class Cell:
         found = []
         deadline = time.monotonic() + timeout
         while len(found) < count:
+            self.check_stopping()
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -359,6 +368,7 @@ def crash(survivor: bool):
         found: dict = {}
         starts: dict[str, list[float]] = {}
         while len(found) < 3 and time.time() - killed < cap:
+            cell.check_stopping()
             for raw in cell.redis.lpop(key, 100) or []:
                 record = json.loads(raw)
                 starts.setdefault(record["job"], []).append(record["at"])
