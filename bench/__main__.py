@@ -143,11 +143,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Stopped by SIGTERM as by Ctrl+C: every worker and Redis server started goes too.
     signal.signal(signal.SIGTERM, interrupt)
-    picked = {name: column for name, column in columns().items() if name in args.columns}
+    picked = [column for name, column in columns().items() if name in args.columns]
     args.log_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(UTC)
-    results: dict[str, dict] = {}
-    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
         settings = Settings(
             log_dir=args.log_dir,
@@ -160,78 +158,102 @@ def main(argv=None) -> int:
             cap=args.cap,
             postgres_url=args.postgres_url,
         )
+        try:
+            results, notes = run(settings, args.rows, picked)
+        finally:
+            for databases, _ in settings.databases.values():
+                databases.drop_all()
+    report = Report(args, settings, picked, started_at, results, notes)
+    print(report.text())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.data(), indent=2, ensure_ascii=False) + "\n")
+    failed = any(v == ERROR for values in results.values() for v in values.values())
+    return 1 if failed else 0
 
-        def record(row, column, outcome):
-            values, cell_notes = outcome
+
+def run(settings: Settings, rows: list[str], picked: list) -> tuple[dict, list[str]]:
+    """Measure ``rows`` on the ``picked`` columns: ``results[line][column]``, and the notes."""
+    results: dict[str, dict] = {}
+    notes: list[str] = []
+    for phase in phases([name for name in ROWS if name in rows]):
+        began = time.monotonic()
+        print(f"{', '.join(phase)} ...", file=sys.stderr)
+        cells = [(row, column) for row in phase for column in picked]
+        if phase[0] in PARALLEL_ROWS:
+            with ThreadPoolExecutor(len(cells)) as pool:
+                futures = [pool.submit(run_cell, settings, *cell) for cell in cells]
+                try:
+                    outcomes = [future.result() for future in futures]
+                except KeyboardInterrupt:
+                    settings.stopping.set()
+                    raise
+        else:
+            outcomes = (run_cell(settings, *cell) for cell in cells)
+        for (row, column), (values, cell_notes) in zip(cells, outcomes, strict=True):
             notes.extend(cell_notes)
             for line in LINES:
                 if line.name in values:
                     results.setdefault(line.name, {})[column.name] = values[line.name]
                     text = cell_text(line, values[line.name])
                     print(f"  {row} / {column.name}: {line.name} {text}", file=sys.stderr)
+        print(f"{', '.join(phase)}: {time.monotonic() - began:.0f} s", file=sys.stderr)
+    return results, notes
 
-        try:
-            for phase in phases([name for name in ROWS if name in args.rows]):
-                began = time.monotonic()
-                print(f"{', '.join(phase)} ...", file=sys.stderr)
-                cells = [(row, column) for row in phase for column in picked.values()]
-                if phase[0] in PARALLEL_ROWS:
-                    with ThreadPoolExecutor(len(cells)) as pool:
-                        futures = [pool.submit(run_cell, settings, *cell) for cell in cells]
-                        try:
-                            outcomes = [future.result() for future in futures]
-                        except KeyboardInterrupt:
-                            settings.stopping.set()
-                            raise
-                else:
-                    outcomes = (run_cell(settings, *cell) for cell in cells)
-                for (row, column), outcome in zip(cells, outcomes, strict=True):
-                    record(row, column, outcome)
-                print(f"{', '.join(phase)}: {time.monotonic() - began:.0f} s", file=sys.stderr)
-        finally:
-            for databases, _ in settings.databases.values():
-                databases.drop_all()
 
-    concurrency = args.concurrency or default_pool_size()
-    titles = {name: column.title_for(concurrency) for name, column in picked.items()}
-    lesson = (
-        f"{settings.count(500, args.lesson_concurrency)} × {args.lesson_delay:g} s "
-        f"at {args.lesson_concurrency}"
-    )
-    print(table(results, titles, args.rows, {"lesson": lesson}))
-    print()
-    print(machine_line(started_at))
-    for name, column in picked.items():
-        print(f"{titles[name]}: {column.command(concurrency)}")
-    if args.concurrency is None:
-        print("Outside the lesson, the app's worker runs with its default WORKER_CONCURRENCY.")
-    if "lesson" in args.rows:
-        print(
-            f"The lesson runs the app with WORKER_CONCURRENCY={args.lesson_concurrency} "
-            f"and the pool with -n {args.lesson_concurrency}."
+class Report:
+    """The table and what it needs to be read: the machine, the commands, the notes."""
+
+    def __init__(self, args, settings, picked, started_at, results, notes):
+        self.args = args
+        self.picked = picked
+        self.started_at = started_at
+        self.results = results
+        self.notes = notes
+        self.concurrency = args.concurrency or default_pool_size()
+        self.titles = {column.name: column.title_for(self.concurrency) for column in picked}
+        self.lesson = (
+            f"{settings.count(500, args.lesson_concurrency)} × {args.lesson_delay:g} s "
+            f"at {args.lesson_concurrency}"
         )
-    for note in notes:
-        print(f"- {note}")
-    print(f"Worker logs: {args.log_dir}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        report = {
-            "started_at": started_at.isoformat(),
+
+    def text(self) -> str:
+        args = self.args
+        lines = [
+            table(self.results, self.titles, args.rows, {"lesson": self.lesson}),
+            "",
+            machine_line(self.started_at),
+            *(f"{self.titles[c.name]}: {c.command(self.concurrency)}" for c in self.picked),
+        ]
+        if args.concurrency is None:
+            lines.append(
+                "Outside the lesson, the app's worker runs with its default WORKER_CONCURRENCY."
+            )
+        if "lesson" in args.rows:
+            lines.append(
+                f"The lesson runs the app with WORKER_CONCURRENCY={args.lesson_concurrency} "
+                f"and the pool with -n {args.lesson_concurrency}."
+            )
+        lines += [f"- {note}" for note in self.notes]
+        lines.append(f"Worker logs: {args.log_dir}")
+        return "\n".join(lines)
+
+    def data(self) -> dict:
+        ignored = ("json", "log_dir")
+        return {
+            "started_at": self.started_at.isoformat(),
             "machine": machine(),
-            "settings": {k: v for k, v in vars(args).items() if k not in ("json", "log_dir")},
+            "settings": {k: v for k, v in vars(self.args).items() if k not in ignored},
             "columns": {
-                name: {"title": titles[name], "command": c.command(concurrency)}
-                for name, c in picked.items()
+                c.name: {"title": self.titles[c.name], "command": c.command(self.concurrency)}
+                for c in self.picked
             },
             "results": {
                 line: {column: json_value(value) for column, value in values.items()}
-                for line, values in results.items()
+                for line, values in self.results.items()
             },
-            "notes": notes,
+            "notes": self.notes,
         }
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    failed = any(v == ERROR for values in results.values() for v in values.values())
-    return 1 if failed else 0
 
 
 def machine() -> dict:
