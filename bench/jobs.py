@@ -2,12 +2,14 @@
 runs each worker with the repository on ``PYTHONPATH``.
 
 A job that must say when it ran pushes a record onto a Redis list named by the bench: the
-job's id, what happened (``start`` or ``fail``) and the time (``time.time()``, the same clock
-the bench reads, as both run on one machine). The bench waits on that list instead of
-polling the job, and trusts no worker's own bookkeeping for the times it reports.
+job's id, what happened (``start`` or ``fail``), the time (``time.time()``, the same clock
+the bench reads, as both run on one machine) and the process it ran in. The bench waits on
+that list instead of polling the job, and trusts no worker's own bookkeeping for the times it
+reports.
 """
 
 import json
+import os
 import time
 
 from rq import get_current_job
@@ -64,4 +66,5 @@ def _run_number(key: str) -> int:
 def _record(key: str, event: str) -> None:
     at = time.time()
     job = get_current_job()
-    job.connection.rpush(key, json.dumps({"job": job.id, "event": event, "at": at}))
+    record = {"job": job.id, "event": event, "at": at, "pid": os.getpid()}
+    job.connection.rpush(key, json.dumps(record))

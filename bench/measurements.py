@@ -357,8 +357,10 @@ def crash(survivor: bool):
         long_job = cell.queue.enqueue(
             jobs.sleep_on_first_run, key, cap + 60, retry=Retry(max=3), job_timeout=int(3 * cap)
         )
-        cell.records(key, 1, 60, worker)
-        victim, dead = running(cell, long_job.id, workers)
+        started = cell.records(key, 1, 60, worker)
+        if not started:
+            raise TimeoutError("the long job did not start within 60 s")
+        victim, dead = running(cell, started[0]["pid"], workers)
         due_at = time.time() + 5
         due_job = cell.queue.enqueue_at(datetime.fromtimestamp(due_at, UTC), jobs.stamp, key)
         victim.kill()
@@ -366,6 +368,8 @@ def crash(survivor: bool):
         alive = next(w for w in workers if w is not victim) if survivor else cell.start_worker()
 
         found: dict = {}
+        if not dead:
+            found[lines[2]] = NotApplicable("RQ listed no worker with a pid of the dead one")
         starts: dict[str, list[float]] = {}
         while len(found) < 3 and time.time() - killed < cap:
             cell.check_stopping()
@@ -376,7 +380,7 @@ def crash(survivor: bool):
                 found.setdefault(lines[0], starts[long_job.id][0] - killed)
             if due_job.id in starts:
                 found.setdefault(lines[1], starts[due_job.id][0] - due_at)
-            if not dead & {w.name for w in Worker.all(connection=cell.redis)}:
+            if lines[2] not in found and not dead & {w.name for w in Worker.all(cell.redis)}:
                 found.setdefault(lines[2], time.time() - killed)
             alive.check_alive()
             time.sleep(0.2)
@@ -400,17 +404,16 @@ def start_second_worker(cell: Cell) -> WorkerProcess:
     return second
 
 
-def running(cell: Cell, job_id: str, workers: list[WorkerProcess]):
-    """The worker process whose tree runs ``job_id``, and the names RQ lists its workers by."""
+def running(cell: Cell, pid: int, workers: list[WorkerProcess]):
+    """The worker whose processes include ``pid``, and the names RQ lists its workers by."""
+    victim = next((w for w in workers if pid in {p.pid for p in w.tree()}), None)
+    if victim is None:
+        raise RuntimeError(f"the job ran in process {pid}, which is no worker's")
     listed = Worker.all(connection=cell.redis)
     if len(workers) == 1:
-        return workers[0], {w.name for w in listed}
-    runner = next((w.pid for w in listed if w.get_current_job_id() == job_id), None)
-    for worker in workers:
-        pids = {process.pid for process in worker.tree()}
-        if runner in pids:
-            return worker, {w.name for w in listed if w.pid in pids}
-    raise RuntimeError(f"no listed worker says it runs job {job_id}")
+        return victim, {w.name for w in listed}
+    pids = {process.pid for process in victim.tree()}
+    return victim, {w.name for w in listed if w.pid in pids}
 
 
 ROWS = {
