@@ -230,7 +230,7 @@ def wait_finished(job: Job, worker: WorkerProcess, timeout: float = 30) -> None:
         except NoSuchJobError:  # finished, and its result kept for no time
             return
         worker.check_alive()
-        time.sleep(0.002)
+        time.sleep(0.01)
     raise TimeoutError(f"job {job.id} did not finish within {timeout:.0f} s")
 
 
