@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export FLASK_APP := app.py
 
-.PHONY: run test test-fast lint format migrate shell clean
+.PHONY: run test test-fast lint format migrate shell clean bench
 
 # The venv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -21,6 +21,9 @@ test: $(VENV)/.installed  ## the whole test suite (TEST_DATABASE_URL=postgresql:
 
 test-fast: $(VENV)/.installed  ## the unit tests only: no Redis, worker or browser needed
 	$(BIN)/python -m pytest -m "not integration" -q
+
+bench: $(VENV)/.installed  ## the worker benchmarks, one table (docs/performance.md); ARGS="--help"
+	$(BIN)/python -m bench $(ARGS)
 
 lint: $(VENV)/.installed  ## ruff, as CI runs it
 	$(BIN)/ruff check .

@@ -1,0 +1,2 @@
+"""The benchmark suite: the app's worker, run from the Procfile as a platform runs it, side by
+side with RQ's stock workers. ``make bench``; docs/performance.md says what each row means."""

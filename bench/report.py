@@ -1,0 +1,82 @@
+"""The table: one line per figure, one column per worker; and the same as JSON."""
+
+from dataclasses import dataclass
+
+from bench.measurements import Capped, NotApplicable
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    row: str  # the measurement that gives it (--rows)
+    label: str
+    unit: str
+    digits: int
+
+
+LINES = (
+    Line("noop", "noop", "no-op drain", "jobs/s", 0),
+    Line("tag_sqlite", "tag-sqlite", "auto_tag_post drain, SQLite", "jobs/s", 1),
+    Line("tag_postgres", "tag-postgres", "auto_tag_post drain, PostgreSQL", "jobs/s", 1),
+    Line("latency_p50", "latency", "enqueue → start, p50", "ms", 1),
+    Line("latency_p99", "latency", "enqueue → start, p99", "ms", 1),
+    Line("lesson_time", "lesson", "lesson {lesson}: wall time", "s", 1),
+    Line("lesson_pss_peak", "lesson", "lesson: peak PSS, all processes", "MB", 0),
+    Line("lesson_pss_idle", "lesson", "lesson: PSS idle, before the jobs", "MB", 0),
+    Line("scheduled_lateness", "scheduled", "scheduled jobs: lateness min / max", "s", 2),
+    Line("retry_lateness", "scheduled", "retries: lateness min / max", "s", 2),
+    Line("crash_rerun", "crash", "crash, restart: killed job again after", "s", 1),
+    Line("crash_due", "crash", "crash, restart: lateness of the due job", "s", 1),
+    Line("crash_busy", "crash", "crash, restart: dead worker listed for", "s", 1),
+    Line("survivor_rerun", "crash-survivor", "crash, 2nd worker: killed job again after", "s", 1),
+    Line("survivor_due", "crash-survivor", "crash, 2nd worker: lateness of the due job", "s", 1),
+    Line("survivor_busy", "crash-survivor", "crash, 2nd worker: dead worker listed for", "s", 1),
+)
+
+ERROR = "error"
+
+
+def cell_text(line: Line, value) -> str:
+    if value is None:
+        return ""
+    if value == ERROR:
+        return ERROR
+    if isinstance(value, Capped):
+        return f"> {value.cap:g}"
+    if isinstance(value, NotApplicable):
+        return "n/a"
+    if isinstance(value, tuple):
+        low, high = value
+        return f"{low:+.{line.digits}f} / {high:+.{line.digits}f}"
+    return f"{value:,.{line.digits}f}"
+
+
+def json_value(value):
+    if isinstance(value, Capped | NotApplicable):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return {"min": value[0], "max": value[1]}
+    return value
+
+
+def table(results: dict, titles: dict[str, str], rows: list[str], context: dict) -> str:
+    """``results[line][column]`` as a plain-text table, for the rows that ran."""
+    lines = [line for line in LINES if line.row in rows]
+    header = ["", *titles.values()]
+    body = [
+        [
+            f"{line.label.format(**context)} ({line.unit})",
+            *(cell_text(line, results.get(line.name, {}).get(name)) for name in titles),
+        ]
+        for line in lines
+    ]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def render(row: list[str]) -> str:
+        first, *cells = row
+        return "  ".join(
+            [first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:], strict=True))]
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), rule, *(render(row) for row in body)])
