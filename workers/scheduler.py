@@ -36,6 +36,14 @@ BATCH = 500
 LOCK_TAKEN = 0  # what RQ's lock script answers when another scheduler holds the lock
 
 
+def due_time(score: float) -> float:
+    """When the job scored ``score`` is due. The app's queues store the exact time; RQ's own
+    (a job enqueued by another program, or by RQ's clean-up) rounds it down to the second, so
+    a whole second may stand for any time within the next: it counts as a second later.
+    Never early, then, and at most a second late."""
+    return score if score % 1 else score + 1
+
+
 class Scheduler:
     def __init__(self, connection: Redis, queue_names, name: str, lock_seconds: int):
         self.connection = connection
@@ -57,20 +65,23 @@ class Scheduler:
                     args=[self.name, self.lock_seconds],
                     client=pipeline,
                 )
-                pipeline.zrangebyscore(key, "-inf", now, start=0, num=BATCH)
-                pipeline.zrange(key, 0, 0, withscores=True)
+                pipeline.zrangebyscore(key, "-inf", now, start=0, num=BATCH, withscores=True)
+                pipeline.zrangebyscore(key, f"({now}", "+inf", start=0, num=1, withscores=True)
             replies = pipeline.execute()
         owned, next_due = set(), now + TICK
         per_queue = zip(replies[0::3], replies[1::3], replies[2::3], strict=True)
-        for queue, (lock, due, upcoming) in zip(self.queues, per_queue, strict=True):
+        for queue, (lock, candidates, upcoming) in zip(self.queues, per_queue, strict=True):
             if lock == LOCK_TAKEN:
                 continue
             owned.add(queue.name)
+            due = [job_id.decode() for job_id, score in candidates if due_time(score) <= now]
             if due:
-                self._enqueue([job_id.decode() for job_id in due], queue)
-                next_due = now  # a full batch may leave more: look again at once
-            elif upcoming:
-                next_due = min(next_due, upcoming[0][1])
+                self._enqueue(due, queue)
+                if len(candidates) == BATCH:
+                    next_due = now  # there may be more: look again at once
+            for _, score in [*candidates, *upcoming]:
+                if due_time(score) > now:
+                    next_due = min(next_due, due_time(score))
         if owned - self.owned:
             log.info(
                 "scheduler %s: scheduling %s", self.name, ", ".join(sorted(owned - self.owned))
