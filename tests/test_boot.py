@@ -16,7 +16,7 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize("process", ["web", "clock"])
+@pytest.mark.parametrize("process", ["web", "worker", "clock"])
 @pytest.mark.parametrize("broken", BROKEN, ids=str)
 def test_a_wrong_setting_stops_the_process_with_one_line(process, broken, tmp_path):
     config, variable = BROKEN[broken]

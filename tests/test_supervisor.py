@@ -1,0 +1,44 @@
+"""What the worker's supervisor does when one of its processes ends (no processes are forked
+here: the supervisor is handed each exit as ``os.waitpid`` would report it)."""
+
+import time
+
+import pytest
+
+from blog.config import EXIT_CONFIG_ERROR
+from workers.process import EXIT_RECYCLE
+from workers.supervisor import Supervisor
+
+
+@pytest.fixture
+def supervisor(app, monkeypatch):
+    supervisor = Supervisor(app)
+    spawned = []
+    monkeypatch.setattr(supervisor, "_spawn", spawned.append)
+    supervisor.spawned = spawned
+    return supervisor
+
+
+def test_a_process_failing_on_the_configuration_stops_everything(supervisor):
+    supervisor._after_exit(pid=101, slot=0, started=time.monotonic(), code=EXIT_CONFIG_ERROR)
+    assert supervisor.stopping
+    assert supervisor.exit_code == EXIT_CONFIG_ERROR
+    assert supervisor.spawned == [] and supervisor.restarts == []
+
+
+def test_a_recycled_process_is_replaced_at_once(supervisor):
+    supervisor._after_exit(pid=101, slot=1, started=time.monotonic(), code=EXIT_RECYCLE)
+    assert supervisor.spawned == [1]
+    assert not supervisor.stopping
+
+
+def test_a_process_that_keeps_crashing_waits_longer_each_time(supervisor):
+    pauses = []
+    for pid in (101, 102, 103, 104):
+        supervisor._after_exit(pid=pid, slot=0, started=time.monotonic(), code=-9)
+        when, _ = supervisor.restarts.pop()
+        pauses.append(round(when - time.monotonic()))
+    assert pauses == [1, 2, 4, 8]
+    # One that ran for a while before it crashed starts over from a short pause.
+    supervisor._after_exit(pid=105, slot=0, started=time.monotonic() - 3600, code=-9)
+    assert supervisor.crashes == 0
