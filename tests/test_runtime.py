@@ -210,3 +210,12 @@ def test_a_bad_setting_stops_the_worker_at_once_with_one_line(process_env):
     assert result.returncode == 78
     expected = "worker: WORKER_MODE must be one of 'threads' or 'fork', not 'lots'"
     assert result.stderr.strip() == expected
+
+
+def test_a_dedicated_worker_serves_only_its_queues(app, live_redis, rq_worker):
+    with app.app_context():
+        backlog = enqueue(demo, 0, "default work")
+        urgent = enqueue(demo, 0, "urgent work", queue="urgent")
+    rq_worker("--queues", "urgent")
+    assert status_of(urgent) == JobStatus.FINISHED
+    assert status_of(backlog) == JobStatus.QUEUED

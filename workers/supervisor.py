@@ -56,10 +56,13 @@ STEADY_SECONDS = 60
 
 
 class Supervisor:
-    def __init__(self, app, burst: bool = False):
+    def __init__(self, app, burst: bool = False, queues=QUEUE_NAMES):
         self.app = app
         self.config = app.config
         self.burst = burst
+        # The queues this dyno's jobs come from, in the order they are served. Scheduling and
+        # recovery look after all of them, whatever a dyno serves.
+        self.queues = list(queues)
         self.connection = app.extensions["redis"]
         self.hostname = socket.gethostname()
         self.mode = self.config["WORKER_MODE"]
@@ -98,7 +101,7 @@ class Supervisor:
             f"{self.slots} forking workers"
             if self.mode == "fork"
             else f"threads in {self.slots} process{'es' if self.slots > 1 else ''}",
-            ", ".join(QUEUE_NAMES),
+            ", ".join(self.queues),
         )
         # What every process needs is in memory now: keep the garbage collector away from it,
         # so that the forks share these pages instead of each copying them.
@@ -126,7 +129,7 @@ class Supervisor:
         """Run processes until a round finds nothing to do."""
         while not self.stopping:
             self.scheduler.tick()
-            queues = [Queue(name, connection=self.connection) for name in QUEUE_NAMES]
+            queues = [Queue(name, connection=self.connection) for name in self.queues]
             if not any(queue.count for queue in queues):
                 break
             self._spawn(0)
@@ -162,7 +165,7 @@ class Supervisor:
                     shutdown_grace=self.config["WORKER_SHUTDOWN_GRACE"],
                     memory_limit_mb=self.config["WORKER_MEMORY_LIMIT"],
                 )
-                process = WorkerProcess(self.connection, QUEUE_NAMES, settings)
+                process = WorkerProcess(self.connection, self.queues, settings)
                 code = process.run(burst=self.burst)
         except ConfigError as error:
             print(f"worker: {error}", file=sys.stderr, flush=True)
@@ -175,7 +178,7 @@ class Supervisor:
 
     def _fork_worker(self) -> int:
         worker = ForkWorker(
-            list(QUEUE_NAMES),
+            self.queues,
             name=worker_name(self.hostname, os.getpid(), 1),
             connection=self.connection,
             heartbeat=self.heartbeat,
@@ -264,6 +267,15 @@ class Supervisor:
             return None
 
 
+def queue_list(value: str) -> list[str]:
+    """``--queues urgent,mailers``: names of the app's queues, in the order to serve them."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"the queues are {', '.join(QUEUE_NAMES)}, not {value!r}")
+    return names
+
+
 def size_the_database_pool(environ) -> None:
     """Give each process a database connection per thread: a job that waited for another's
     connection would hold its thread idle. (``docs/deploy.md`` counts them against a plan's
@@ -279,7 +291,13 @@ def size_the_database_pool(environ) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.split("\n")[0])
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    parser.add_argument(
+        "--queues",
+        type=queue_list,
+        default=QUEUE_NAMES,
+        help=f"serve only these, in this order (default: {','.join(QUEUE_NAMES)})",
+    )
     args = parser.parse_args(argv)
     check_or_exit("worker")  # a bad setting: one line naming it, and status 78
     size_the_database_pool(os.environ)
-    return Supervisor(process_app(), burst=args.burst).run()
+    return Supervisor(process_app(), burst=args.burst, queues=args.queues).run()
