@@ -209,6 +209,23 @@ def mail_url(environ) -> str:
     return url
 
 
+DROP_MAIL = "drop"
+
+
+def mail_reroute(environ) -> str:
+    """``MAIL_REROUTE``: an address that gets every email instead of its recipient, or
+    ``drop`` to send none. For a staging copy of the site, which may hold a copy of the
+    production database and must never mail its real users."""
+    value = environ.get("MAIL_REROUTE", "").strip()
+    if value and value != DROP_MAIL:
+        local, _, domain = value.rpartition("@")
+        if not local or "." not in domain or any(c.isspace() or c in "<>,;" for c in value):
+            raise ConfigError(
+                f"MAIL_REROUTE must be one email address or {DROP_MAIL}, not {value!r}"
+            )
+    return value
+
+
 def flag(environ, name: str) -> bool:
     """A yes/no variable: ``1``, ``true``, ``yes`` or ``on`` mean yes; unset means no."""
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
@@ -271,6 +288,8 @@ def from_environment(instance_path: Path, environ=os.environ) -> dict:
         "APP_URL": app_url(environ, env),
         # Without MAIL_URL, email stays in the outbox table: read it at /dev/mail.
         "MAIL_URL": mail_url(environ),
+        # Staging: every email to this one address instead, or "drop" to send none.
+        "MAIL_REROUTE": mail_reroute(environ),
         "MAIL_FROM": environ.get("MAIL_FROM", "Flask Background Jobs <noreply@localhost>"),
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": number(environ, "MAIL_CLAIM_LEASE_SECONDS", "180", low=1),
