@@ -279,11 +279,12 @@ def redis_command():
 POLL_SECONDS = 0.2
 
 
-def busy_counts() -> tuple[int, int]:
-    """Jobs waiting on a queue, and jobs running (or being picked up) now."""
+def busy_counts(retries: bool) -> tuple[int, int]:
+    """Jobs waiting (on a queue, or for a retry), and jobs running or being picked up now."""
     queues = queue_admin.queue_stats()
+    waiting = sum(q.waiting + (q.retrying if retries else 0) for q in queues)
     busy_workers = sum(w.state == "busy" for w in queue_admin.worker_stats())
-    return sum(q.waiting for q in queues), max(sum(q.started for q in queues), busy_workers)
+    return waiting, max(sum(q.started for q in queues), busy_workers)
 
 
 @jobs.command("wait")
@@ -295,14 +296,15 @@ def busy_counts() -> tuple[int, int]:
     show_default=True,
     help="Give up after this many seconds.",
 )
-def wait_command(timeout):
-    """Wait until no job is waiting or running (scheduled ones may still be due later)."""
+@click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
+def wait_command(timeout, retries):
+    """Wait until no job is waiting or running (scheduled ones may be due later)."""
     started = time.monotonic()
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
     while quiet_polls < 2:
-        waiting, running = busy_counts()
+        waiting, running = busy_counts(retries)
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
         if time.monotonic() - started > timeout:
             raise click.ClickException(
