@@ -303,10 +303,12 @@ def wait_command(timeout, retries):
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
-    while quiet_polls < 2:
+    while True:
         waiting, running = busy_counts(retries)
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
-        if time.monotonic() - started > timeout:
+        if quiet_polls == 2:
+            break
+        if not quiet_polls and time.monotonic() - started > timeout:
             raise click.ClickException(
                 f"Still {waiting} job(s) waiting and {running} running after {timeout:g} s."
             )

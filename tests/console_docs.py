@@ -95,7 +95,7 @@ def console_steps(text: str) -> list[Step]:
         elif stripped.startswith("$ "):
             steps.append(Step(stripped[2:], [], number))
         elif steps and steps[-1].command.endswith("\\") and not steps[-1].expected:
-            steps[-1].command = steps[-1].command[:-1] + " " + stripped
+            steps[-1].command = steps[-1].command[:-1].rstrip() + " " + stripped
         elif steps:
             steps[-1].expected.append(line.rstrip())
         elif stripped:
