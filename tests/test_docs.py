@@ -35,8 +35,8 @@ DOCS_TEST_VARIABLES = {
     "DELAY": "0.2",
     "CONCURRENCY": "2",
 }
-# Quick retries and a quick tagger, so that no step waits long.
-APP_VARIABLES = {"RETRY_BACKOFF_FACTOR": "0.05", "TAGGER_LATENCY": "0.2", "LOG_LEVEL": "INFO"}
+# Quick retries and a quick tagger, so that no step waits long; one web process is plenty.
+APP_VARIABLES = {"RETRY_BACKOFF_FACTOR": "0.05", "TAGGER_LATENCY": "0.2", "WEB_CONCURRENCY": "1"}
 STEP_TIMEOUT = 180
 
 
