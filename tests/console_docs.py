@@ -226,9 +226,11 @@ class LiveApp:
         self.env = env
         self.log = log
         self.process: subprocess.Popen | None = None
+        self.log_start = 0  # where the current run's output begins in the log
 
     def start(self, variables: dict[str, str], args: list[str]) -> None:
         self.stop()
+        self.log_start = len(self.output()) if self.log.exists() else 0
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "python"), "bin/run", *args],
@@ -259,7 +261,7 @@ class LiveApp:
                     ready = (
                         web_ok
                         and redis.scard("rq:workers") >= workers
-                        and "CronScheduler" in self.output()
+                        and "CronScheduler" in self.output()[self.log_start :]
                     )
                 if ready:
                     return
