@@ -1,6 +1,7 @@
 """The ``flask`` command line: ``flask users ...`` and ``flask jobs ...``."""
 
 import math
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from blog import queue_admin
+from blog import job_stats, queue_admin, redis_keys
 from blog.auth.policy import PolicyError, check_password, checked_email
 from blog.extensions import db
 from blog.models import User
@@ -23,6 +24,7 @@ from blog.queues import (
     check_job_arguments,
     enqueue,
     enqueue_many,
+    redis_connection,
 )
 from workers.demo import demo
 
@@ -267,6 +269,75 @@ def clear_command(yes):
 def retry_failed_command():
     """Put every failed job back on its queue."""
     click.echo(f"Requeued {queue_admin.requeue_failed()} failed job(s).")
+
+
+@jobs.command("reset-stats")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset_stats_command(yes):
+    """Set the processed and failed counters back to zero (the jobs stay)."""
+    if not yes:
+        click.confirm("Set the processed and failed counters to zero?", abort=True)
+    before = job_stats.reset(redis_connection())
+    click.echo(
+        f"Counters reset (they were {before[job_stats.PROCESSED]:,} processed, "
+        f"{before[job_stats.FAILED]:,} failed)."
+    )
+
+
+@jobs.command("redis")
+def redis_command():
+    """What RQ and the app keep in Redis, by kind: keys, entries, memory. No values."""
+    space = redis_keys.keyspace(redis_connection())
+    click.echo(f"{'kind':<22} {'keys':>6} {'entries':>8} {'memory':>9}")
+    for kind in space.kinds:
+        click.echo(
+            f"{kind.kind:<22} {kind.keys:>6,} {kind.entries:>8,} "
+            f"{redis_keys.human_bytes(kind.memory):>9}"
+        )
+    click.echo(
+        f"{space.keys:,} key(s); the Redis server uses "
+        f"{redis_keys.human_bytes(space.used_memory)} in all."
+    )
+
+
+POLL_SECONDS = 0.2
+
+
+def busy_counts(retries: bool) -> tuple[int, int]:
+    """Jobs waiting (on a queue, or for a retry), and jobs running or being picked up now."""
+    queues = queue_admin.queue_stats()
+    waiting = sum(q.waiting + (q.retrying if retries else 0) for q in queues)
+    busy_workers = sum(w.state == "busy" for w in queue_admin.worker_stats())
+    return waiting, max(sum(q.started for q in queues), busy_workers)
+
+
+@jobs.command("wait")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 24 * 3600),
+    callback=finite,
+    default=600,
+    show_default=True,
+    help="Give up after this many seconds.",
+)
+@click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
+def wait_command(timeout, retries):
+    """Wait until no job is waiting or running (scheduled ones may be due later)."""
+    started = time.monotonic()
+    quiet_polls = 0
+    # Twice in a row: between leaving its queue and entering the started registry, a job
+    # that a worker has just taken shows in neither.
+    while True:
+        waiting, running = busy_counts(retries)
+        quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
+        if quiet_polls == 2:
+            break
+        if not quiet_polls and time.monotonic() - started > timeout:
+            raise click.ClickException(
+                f"Still {waiting} job(s) waiting and {running} running after {timeout:g} s."
+            )
+        time.sleep(POLL_SECONDS)
+    click.echo(f"No job waiting or running (waited {time.monotonic() - started:.1f} s).")
 
 
 def init_app(app: Flask) -> None:

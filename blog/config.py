@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     STRANDED_AFTER_SECONDS: int = Field(300, ge=0)
     MAIL_URL: str = ""
     MAIL_FROM: str = "Flask Background Jobs <noreply@localhost>"
+    MAIL_REROUTE: str = ""
     MAIL_CLAIM_LEASE_SECONDS: int = Field(180, ge=1)
     SIGNUP_REMINDER_DELAY: int = Field(24 * 3600, ge=0)
     SIGNUP_RATE_LIMIT: str = "5 per hour"
@@ -301,6 +302,22 @@ def mail_server(url: str) -> MailServer:
     )
 
 
+DROP_MAIL = "drop"
+
+
+def mail_reroute(value: str) -> str:
+    """``MAIL_REROUTE``: an address that gets every email instead of its recipient, or
+    ``drop`` to send none. For a staging copy of the site, which may hold a copy of the
+    production database and must never mail its real users."""
+    if value and value != DROP_MAIL:
+        local, _, domain = value.rpartition("@")
+        if not local or "." not in domain or any(c.isspace() or c in "<>,;" for c in value):
+            raise ConfigError(
+                f"MAIL_REROUTE must be one email address or {DROP_MAIL}, not {value!r}"
+            )
+    return value
+
+
 def rate_limit(name: str, value: str) -> str:
     """A rate limit such as ``5 per hour`` or ``10/minute; 50/day``, checked now."""
     try:
@@ -391,6 +408,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "APP_URL": app_url(settings, env),
         # Without MAIL_URL, email stays in the outbox table: read it at /dev/mail.
         "MAIL_URL": settings.MAIL_URL,
+        # Staging: every email to this one address instead, or "drop" to send none.
+        "MAIL_REROUTE": mail_reroute(settings.MAIL_REROUTE),
         "MAIL_FROM": settings.MAIL_FROM,
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": settings.MAIL_CLAIM_LEASE_SECONDS,

@@ -58,6 +58,16 @@ def totals(connection: Redis) -> dict[str, int]:
     return {PROCESSED: int(processed or 0), FAILED: int(failed or 0)}
 
 
+def reset(connection: Redis) -> dict[str, int]:
+    """Set the totals and the per-minute counts back to zero, as Sidekiq's "reset" does;
+    return the totals as they were. Jobs, queues and RQ's registries are left alone."""
+    before = totals(connection)
+    keys = list(connection.scan_iter(match=f"{KEY_PREFIX}:*", count=500))
+    if keys:
+        connection.delete(*keys)
+    return before
+
+
 def last_hour(connection: Redis, now: datetime | None = None) -> list[Minute]:
     """The counts of each of the last 60 minutes, oldest first, this minute included."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, render_template
 
-from blog.config import mail_server
+from blog.config import DROP_MAIL, mail_server
 from blog.models import Email, User
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,30 @@ def build_message(email: Email) -> EmailMessage:
     return message
 
 
+def reroute(message: EmailMessage) -> EmailMessage | None:
+    """``message`` as ``MAIL_REROUTE`` wants it: unchanged when unset, None for ``drop``, else
+    addressed to the reroute address, its subject saying whom it was for. Logged either way."""
+    target = current_app.config["MAIL_REROUTE"]
+    if not target:
+        return message
+    recipient = message["To"]
+    if target == DROP_MAIL:
+        log.warning("MAIL_REROUTE=drop: %s to %s not sent", message["Message-ID"], recipient)
+        return None
+    log.warning("MAIL_REROUTE: %s to %s goes to %s", message["Message-ID"], recipient, target)
+    message.replace_header("To", target)
+    message["X-Original-To"] = recipient
+    message.replace_header("Subject", f"[for {recipient}] {message['Subject']}")
+    return message
+
+
 def deliver(message: EmailMessage) -> None:
-    """Hand ``message`` to the SMTP server of ``MAIL_URL``; without one, do nothing (the
-    outbox row is the delivered mail). SMTP errors propagate."""
+    """Hand ``message`` to the SMTP server of ``MAIL_URL``, rerouted if ``MAIL_REROUTE`` says
+    so; without a server, do nothing (the outbox row is the delivered mail). SMTP errors
+    propagate."""
+    message = reroute(message)
+    if message is None:
+        return
     url = current_app.config["MAIL_URL"]
     if not url:
         if current_app.config["APP_ENV"] == "production":

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 
-from blog import job_stats, queue_admin
+from blog import job_stats, queue_admin, redis_keys
 from blog.admin import chart
 from blog.queues import redis_connection
 
@@ -16,6 +16,9 @@ REFRESH_SECONDS = 5
 @bp.app_template_filter()
 def thousands(number: int) -> str:
     return f"{number:,}"
+
+
+bp.add_app_template_filter(redis_keys.human_bytes)
 
 
 def worker_summary(workers: list[queue_admin.WorkerStats]) -> str:
@@ -47,6 +50,20 @@ def stats():
         workers=workers,
         worker_summary=worker_summary(workers),
         blog=blog,
+        keyspace=redis_keys.keyspace(connection),
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,
     )
+
+
+@bp.post("/stats/reset")
+def reset_stats():
+    """Sidekiq's "reset": the processed and failed counters back to zero. The form carries a
+    CSRF token; blog.admin.security lets only an admin, on a page of this site, get here."""
+    before = job_stats.reset(redis_connection())
+    flash(
+        f"Counters reset (they were {before[job_stats.PROCESSED]:,} processed, "
+        f"{before[job_stats.FAILED]:,} failed).",
+        "info",
+    )
+    return redirect(url_for(".stats"))

@@ -1,0 +1,30 @@
+"""``flask jobs wait``: returns once no job is waiting or running; the docs' way to wait on
+state instead of time."""
+
+from blog.queues import backoff, enqueue
+from workers.demo import demo
+
+
+def test_returns_at_once_when_nothing_waits(runner, app):
+    result = runner.invoke(args=["jobs", "wait"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No job waiting or running (waited ")
+
+
+def test_gives_up_after_its_timeout_saying_what_is_left(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "never run: no worker here")
+    result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
+    assert result.exit_code == 1
+    assert "Still 1 job(s) waiting and 0 running after 0 s." in result.output
+
+
+def test_retries_count_as_waiting_only_when_asked(runner, app, run_jobs):
+    app.config["RETRY_BACKOFF_FACTOR"] = 100  # the retry is due much later
+    with app.app_context():
+        enqueue(demo, 0, "fails", 1.0, retry=backoff(1))
+    run_jobs()
+    result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["jobs", "wait", "--retries", "--timeout", "0"])
+    assert "Still 1 job(s) waiting" in result.output
