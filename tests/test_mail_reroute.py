@@ -6,7 +6,7 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from blog.config import ConfigError, mail_reroute
+from blog.config import ConfigError, from_environment
 from blog.extensions import db
 from blog.mail import build_message, deliver
 from blog.models import Email
@@ -60,12 +60,13 @@ def test_the_mailbox_says_where_mail_goes(app, client, welcome):
 
 
 @pytest.mark.parametrize("value", ["staging", "a@b", "two@example.com, three@example.com"])
-def test_a_bad_setting_stops_the_app_at_start(value):
+def test_a_bad_setting_stops_the_app_at_start(value, tmp_path):
     with pytest.raises(ConfigError, match="MAIL_REROUTE must be one email address or drop"):
-        mail_reroute({"MAIL_REROUTE": value})
+        from_environment(tmp_path, {"MAIL_REROUTE": value})
 
 
-def test_good_settings_are_kept():
-    assert mail_reroute({}) == ""
-    assert mail_reroute({"MAIL_REROUTE": " drop "}) == "drop"
-    assert mail_reroute({"MAIL_REROUTE": "ops@example.com"}) == "ops@example.com"
+@pytest.mark.parametrize(
+    ("value", "kept"), [("", ""), (" drop ", "drop"), ("ops@example.com", "ops@example.com")]
+)
+def test_good_settings_are_kept(value, kept, tmp_path):
+    assert from_environment(tmp_path, {"MAIL_REROUTE": value})["MAIL_REROUTE"] == kept
