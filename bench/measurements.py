@@ -23,7 +23,7 @@ from rq.job import Job, JobStatus
 from bench import jobs
 from bench.databases import PostgresDatabases, SQLiteDatabases
 from bench.processes import Column, MemorySampler, WorkerProcess, worker_env
-from blog.embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
 from workers.demo import demo
 
 MB = 1024 * 1024

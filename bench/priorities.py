@@ -25,7 +25,7 @@ from pathlib import Path
 from rq import Queue, Worker
 from rq.job import Job
 
-from blog.embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
 from workers.demo import demo
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ os.environ["APP_ENV"] = "testing"
 
 from blog import create_app, queues
 from blog.config import database_url
-from blog.embedded_redis import EmbeddedRedis
 from blog.extensions import db
+from devtools.embedded_redis import EmbeddedRedis
 from tests import factories
 from tests.dynos import kill_tree
 from tests.mail_catcher import MailCatcher

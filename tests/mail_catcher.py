@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-from blog.embedded_redis import free_port
+from devtools.embedded_redis import free_port
 
 
 class MailCatcher:

@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from blog import create_app, queues
-from blog.embedded_redis import free_port
 from blog.extensions import db
 from blog.queues import enqueue
+from devtools.embedded_redis import free_port
 from tests import factories
 from tests.dynos import BIN, ROOT, wait_for
 from tests.support.config import TEST_CONFIG

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from rq.job import Job, JobStatus
 
 from blog.config import ConfigError, database_url, worker_settings
-from blog.embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from tests.dynos import BIN, ROOT, Dyno, platform_env, wait_for
 from tests.mail_catcher import MailCatcher
 from workers.process import STOP_PATIENCE

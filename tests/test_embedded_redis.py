@@ -1,4 +1,4 @@
-from blog.embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
 
 
 def test_with_a_data_dir_the_data_survives_a_restart(tmp_path):

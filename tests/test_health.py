@@ -1,8 +1,8 @@
 """``/healthz`` tells a platform or a monitor whether the database and Redis answer."""
 
 from blog import create_app
-from blog.embedded_redis import free_port
 from blog.queues import connect
+from devtools.embedded_redis import free_port
 from tests.support.config import TEST_CONFIG
 
 

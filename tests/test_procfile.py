@@ -11,7 +11,7 @@ from rq import Worker
 from rq.cron import CronScheduler
 
 from blog import job_stats
-from blog.embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from tests.dynos import BIN, ROOT, procfile, wait_for
 
 pytestmark = pytest.mark.integration
