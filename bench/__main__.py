@@ -15,7 +15,7 @@ from pathlib import Path
 import rq
 
 from bench.measurements import PARALLEL_ROWS, ROWS, Cell, Settings, default_pool_size
-from bench.processes import ROOT, columns
+from bench.processes import EXTRA_CONFIG, ROOT, columns
 from bench.report import ERROR, LINES, cell_text, json_value, table
 
 
@@ -101,6 +101,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=Settings.postgres_url,
         help="a server where the bench may create (and drop) databases of its own",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a config variable for every worker, e.g. --set WORKER_PROCESSES=2 (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
         "--log-dir",
@@ -141,6 +148,9 @@ def interrupt(signum, frame):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        EXTRA_CONFIG[name.strip()] = value
     # Stopped by SIGTERM as by Ctrl+C: every worker and Redis server started goes too.
     signal.signal(signal.SIGTERM, interrupt)
     picked = [column for name, column in columns().items() if name in args.columns]

@@ -74,6 +74,10 @@ def columns() -> dict[str, Column]:
     }
 
 
+# Config variables given with ``--set NAME=VALUE``, for every worker.
+EXTRA_CONFIG: dict[str, str] = {}
+
+
 def worker_env(redis_url: str, database_url: str, **config) -> dict[str, str]:
     """A dyno's environment: config variables, the virtualenv's commands on the PATH, the
     repository on PYTHONPATH (for ``bench.jobs``), and nothing from the caller's shell."""
@@ -90,6 +94,7 @@ def worker_env(redis_url: str, database_url: str, **config) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "TAGGER_LATENCY": "0",
         "TAGGER_FAILURE_RATE": "0",
+        **EXTRA_CONFIG,
         **{key: str(value) for key, value in config.items()},
     }
 

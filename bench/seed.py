@@ -7,7 +7,7 @@ import sys
 
 from blog import create_app
 from blog.extensions import db
-from blog.models import PENDING, Post, User
+from blog.models import Post, TaggingState, User
 
 SENTENCES = (
     "Background jobs keep slow work out of the request.",
@@ -30,7 +30,7 @@ def main() -> None:
         for n in range(count):
             body = " ".join(SENTENCES[(n + i) % len(SENTENCES)] for i in range(3))
             post = Post(author_id=author.id, title=f"Bench post {n}", body=body)
-            post.mark_tagging(PENDING)
+            post.mark_tagging(TaggingState.PENDING)
             posts.append(post)
         db.session.add_all(posts)
         db.session.commit()

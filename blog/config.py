@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # How the worker runs its jobs: the README's "The worker" says how to choose.
     WORKER_MODE: Annotated[Literal["threads", "fork"], Lower] = "threads"
     WORKER_CONCURRENCY: int = Field(5, ge=1, le=500)
-    WORKER_PROCESSES: int = Field(1, ge=1, le=64)
+    WORKER_PROCESSES: int = Field(2, ge=1, le=64)
     # MB; a threads-mode worker process above it is replaced (0: never).
     WORKER_MEMORY_LIMIT: int = Field(384, ge=0)
     # A platform kills a process 30 s after SIGTERM: the jobs' grace, and the few seconds an

@@ -142,6 +142,8 @@ def process_env(database_config, test_redis_url, needs_integration_mark) -> dict
         "PYTHONUNBUFFERED": "1",
         # A dead worker's jobs are recovered after 4 missed heartbeats: 2 s, not 20.
         "WORKER_HEARTBEAT": "0.5",
+        # One process (the default is two), so that a test can find and kill "the" process.
+        "WORKER_PROCESSES": "1",
     }
 
 

@@ -21,7 +21,7 @@ def test_the_bench_measures_the_procfile_worker(tmp_path):
             "--columns",
             "app",
             "--rows",
-            "noop,scheduled",
+            "noop,tag-sqlite,scheduled",
             "--scale",
             "0.02",
             "--cap",
@@ -40,6 +40,7 @@ def test_the_bench_measures_the_procfile_worker(tmp_path):
     assert "app worker (Procfile)" in done.stdout.splitlines()[0]
     results = json.loads(results_file.read_text())["results"]
     assert results["noop"]["app"] > 0
+    assert results["tag_sqlite"]["app"] > 0  # the app's own job, on the app's models
     for line in ("scheduled_lateness", "retry_lateness"):
         lateness = results[line]["app"]
         assert lateness["min"] <= lateness["max"] < 30, line
