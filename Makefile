@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export FLASK_APP := app.py
 
-.PHONY: run test test-fast lint format migrate shell clean bench
+.PHONY: run test test-fast lint format migrate shell clean bench lock
 
 # The venv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -24,6 +24,12 @@ test-fast: $(VENV)/.installed  ## the unit tests only: no Redis, worker or brows
 
 bench: $(VENV)/.installed  ## the worker benchmarks, one table (docs/performance.md); ARGS="--help"
 	$(BIN)/python -m bench $(ARGS)
+
+lock: $(VENV)/.installed  ## after editing requirements*.in: pin everything in requirements*.txt
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--allow-unsafe -o requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--allow-unsafe -o requirements-dev.txt requirements-dev.in
 
 lint: $(VENV)/.installed  ## ruff, as CI runs it
 	$(BIN)/ruff check .
