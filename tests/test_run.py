@@ -25,18 +25,18 @@ def test_a_changed_python_file_restarts_the_worker_with_the_new_code(tmp_path):
         app.start({}, [])
         with Redis.from_url((checkout / "instance" / "redis_url").read_text()) as redis:
             redis.set("survives", "a restart")
-            (before,) = (w.name for w in Worker.all(connection=redis))
+            before = {w.name for w in Worker.all(connection=redis)}
 
             demo = checkout / "workers" / "demo.py"
             demo.write_text(demo.read_text().replace('"demo: done: %s"', '"demo: new code: %s"'))
             wait_for(lambda: "demo.py changed: restarting" in app.output(), 30, "the restart")
             app.wait_until_ready(workers=1)
             after = wait_for(
-                lambda: {w.name for w in Worker.all(connection=redis)} - {before},
+                lambda: {w.name for w in Worker.all(connection=redis)} - before,
                 60,
                 "a new worker",
             )
-            assert before not in {w.name for w in Worker.all(connection=redis)}, after
+            assert not before & {w.name for w in Worker.all(connection=redis)}, after
             assert redis.get("survives") == b"a restart"
             Queue("default", connection=redis).enqueue("workers.demo.demo", 0, "fresh")
             wait_for(lambda: "demo: new code: fresh" in app.output(), 60, "the new code to run")
