@@ -41,7 +41,7 @@ EXIT_RECYCLE = 3  # asks the supervisor for a fresh process at once
 
 
 @dataclass(frozen=True)
-class Settings:
+class ProcessSettings:
     threads: int
     heartbeat: float
     shutdown_grace: float
@@ -54,7 +54,7 @@ def rss_mb() -> float:
 
 
 class WorkerProcess:
-    def __init__(self, connection: Redis, queue_names, settings: Settings):
+    def __init__(self, connection: Redis, queue_names, settings: ProcessSettings):
         self.connection = connection
         self.settings = settings
         hostname, pid = socket.gethostname(), os.getpid()
@@ -146,9 +146,9 @@ class WorkerProcess:
                 if worker.running and worker.interrupt(interrupts.WorkerStopping):
                     log.warning("%s: interrupted by the stop", worker.name)
         limit = self.settings.memory_limit_mb
-        if limit and self._stop_deadline is None and rss_mb() > limit:
+        if limit and self._stop_deadline is None and (used := rss_mb()) > limit:
             self.stop(
-                f"its memory ({rss_mb():.0f} MB) passed WORKER_MEMORY_LIMIT ({limit} MB)",
+                f"its memory ({used:.0f} MB) passed WORKER_MEMORY_LIMIT ({limit} MB)",
                 exit_code=EXIT_RECYCLE,
                 grace=0,
             )
@@ -156,7 +156,7 @@ class WorkerProcess:
             self.stop("a job did not stop when interrupted", exit_code=EXIT_RECYCLE, grace=0)
 
     def _heartbeat(self) -> None:
-        with self.connection.pipeline() as pipeline:
+        with self.connection.pipeline(transaction=False) as pipeline:
             for worker in self.workers:
                 if worker.birth_date is None or worker.done:
                     continue  # not registered yet, or no more

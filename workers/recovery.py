@@ -44,13 +44,14 @@ def sweep(connection: Redis, queue_names, dead_workers: set[str] = frozenset()) 
         for _, entry in entries:
             pipeline.hget(Execution.from_composite_key(entry, connection).key, "worker_name")
         names = [name.decode() if name else None for name in pipeline.execute()]
+    named = [name for name in names if name]
     with connection.pipeline(transaction=False) as pipeline:
-        for name in names:
-            pipeline.exists(Worker.redis_worker_namespace_prefix + name if name else "none")
-        alive = pipeline.execute()
+        for name in named:
+            pipeline.exists(Worker.redis_worker_namespace_prefix + name)
+        alive = {name for name, exists in zip(named, pipeline.execute(), strict=True) if exists}
     recovered = []
-    for (queue_name, entry), name, is_alive in zip(entries, names, alive, strict=True):
-        if name and is_alive and name not in dead_workers:
+    for (queue_name, entry), name in zip(entries, names, strict=True):
+        if name in alive and name not in dead_workers:
             continue
         job_id = recover(connection, queue_name, entry, worker=name)
         if job_id:

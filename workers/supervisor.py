@@ -42,13 +42,12 @@ from blog.config import (
 )
 from blog.queues import QUEUE_NAMES, Queue
 from workers import process_app, recovery
-from workers.process import EXIT_RECYCLE, Settings, WorkerProcess
+from workers.process import EXIT_RECYCLE, ProcessSettings, WorkerProcess
 from workers.scheduler import Scheduler
 from workers.worker import ForkWorker, process_prefix, worker_name
 
 log = logging.getLogger("workers.supervisor")
 
-EXIT_CONFIG = EXIT_CONFIG_ERROR  # a process that exits so is not restarted
 TICK = 0.1
 MAX_RESTART_PAUSE = 30
 # A process that ran this long before crashing resets the pause before restarts.
@@ -159,7 +158,7 @@ class Supervisor:
             if self.mode == "fork":
                 code = self._fork_worker()
             else:
-                settings = Settings(
+                settings = ProcessSettings(
                     threads=self.threads(slot),
                     heartbeat=self.heartbeat,
                     shutdown_grace=self.config["WORKER_SHUTDOWN_GRACE"],
@@ -169,7 +168,7 @@ class Supervisor:
                 code = process.run(burst=self.burst)
         except ConfigError as error:
             print(f"worker: {error}", file=sys.stderr, flush=True)
-            code = EXIT_CONFIG
+            code = EXIT_CONFIG_ERROR
         except BaseException:
             log.exception("worker process %s failed", os.getpid())
         finally:
@@ -201,9 +200,9 @@ class Supervisor:
 
     def _after_exit(self, pid: int, slot: int, started: float, code: int) -> None:
         self._bury(pid)
-        if code == EXIT_CONFIG:
+        if code == EXIT_CONFIG_ERROR:
             log.error("worker process %s failed on the configuration: stopping", pid)
-            self.exit_code = EXIT_CONFIG
+            self.exit_code = EXIT_CONFIG_ERROR
             self._request_stop()
             return
         if self.stopping or self.burst:
@@ -230,13 +229,10 @@ class Supervisor:
         prefix = process_prefix(self.hostname, pid)
 
         def bury():
-            dead = {
-                w.name for w in Worker.all(connection=self.connection) if w.name.startswith(prefix)
-            }
-            recovery.sweep(self.connection, QUEUE_NAMES, dead_workers=dead)
-            for worker in Worker.all(connection=self.connection):
-                if worker.name in dead:
-                    worker.register_death()
+            dead = [w for w in Worker.all(connection=self.connection) if w.name.startswith(prefix)]
+            recovery.sweep(self.connection, QUEUE_NAMES, dead_workers={w.name for w in dead})
+            for worker in dead:
+                worker.register_death()
 
         self._safely(bury)
 
