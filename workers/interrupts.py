@@ -13,6 +13,7 @@ own bookkeeping of the job.
 """
 
 import ctypes
+import functools
 import threading
 import time
 
@@ -50,14 +51,16 @@ class Deadline:
 
     def __init__(self, timeout, exception=JobTimedOut, **kwargs):
         self.thread_id = threading.get_ident()
+        self.timeout = timeout
         self.at = time.monotonic() + timeout if timeout and timeout > 0 else None
-        self.timed_out = type(
-            "JobTimedOut",
-            (JobTimedOut,),
-            {"message": f"the job ran past its timeout of {timeout} s"},
-        )
         self.interrupted_at: float | None = None
         self.reason: type[JobInterrupted] | None = None
+
+    @functools.cached_property
+    def timed_out(self) -> type[JobTimedOut]:
+        """The exception to raise, made when needed: its message says the timeout."""
+        message = f"the job ran past its timeout of {self.timeout} s"
+        return type("JobTimedOut", (JobTimedOut,), {"message": message})
 
     def __enter__(self):
         with _lock:
@@ -66,9 +69,9 @@ class Deadline:
     def __exit__(self, exc_type, exc, traceback):
         try:
             with _lock:
-                _running.pop(self.thread_id, None)
-                # Raised but not delivered yet: it was meant for the function that just ended.
-                _set_async_exc(self.thread_id, None)
+                _running.pop(self.thread_id, None)  # from here on, nothing can interrupt it
+            if self.reason is not None:
+                _receive_pending_interrupt()
         except JobInterrupted:
             # Delivered just as the function returned: it finished, so let that stand.
             with _lock:
@@ -104,7 +107,21 @@ def stuck(patience: float, now: float | None = None) -> list[Deadline]:
         ]
 
 
-def _set_async_exc(thread_id: int, exception: type[BaseException] | None) -> None:
+def _receive_pending_interrupt() -> None:
+    """Let an interrupt raised just as the job's function returned arrive here, where it harms
+    nothing, rather than in RQ's bookkeeping after it.
+
+    CPython delivers it at the thread's next check for pending work: the calls just before
+    this one usually make one, and a function call and a loop make sure of it. Cancelling it
+    instead (``PyThreadState_SetAsyncExc`` with NULL) is no good: on Python 3.11 the pending
+    flag then stays up, and a thread running under a tracer (coverage, a debugger, a
+    profiler) spins on it forever.
+    """
+    for _ in range(2):
+        pass
+
+
+def _set_async_exc(thread_id: int, exception: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception)
     )
