@@ -16,10 +16,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    delete,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -45,6 +45,12 @@ class TaggingState(StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def upsert(model):
+    """An ``INSERT`` that takes ``ON CONFLICT`` clauses, for the database in use."""
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
 
 
 class UTCDateTime(TypeDecorator):
@@ -114,20 +120,28 @@ class Tag(db.Model):
         return unicodedata.normalize("NFC", folded)
 
     @classmethod
-    def named(cls, names: list[str]) -> list["Tag"]:
-        """The tags with these (normalised) names, created if missing, in the given order.
+    def ids(cls, names: list[str]) -> list[int]:
+        """The ids of the tags with these (normalised) names, each once and in their order,
+        the missing ones created.
 
-        ``INSERT ... ON CONFLICT DO NOTHING`` makes this safe when the web process and a
-        worker create the same new tag at the same moment.
+        Most names exist already, so one SELECT usually does. ``INSERT ... ON CONFLICT DO
+        NOTHING`` makes the creation safe when the web process and a worker create the same
+        new tag at the same moment: whoever comes second reads the other's row.
         """
-        if not names:
-            return []
-        insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
-        db.session.execute(
-            insert(cls).values([{"name": n} for n in names]).on_conflict_do_nothing()
-        )
-        by_name = {t.name: t for t in db.session.scalars(select(cls).where(cls.name.in_(names)))}
-        return [by_name[n] for n in names]
+        tags = cls.__table__
+
+        def lookup(wanted: list[str]) -> dict[str, int]:
+            query = select(tags.c.name, tags.c.id).where(tags.c.name.in_(wanted))
+            return dict(db.session.execute(query).all())
+
+        names = list(dict.fromkeys(names))
+        found = lookup(names) if names else {}
+        if missing := [name for name in names if name not in found]:
+            db.session.execute(
+                upsert(tags).values([{"name": name} for name in missing]).on_conflict_do_nothing()
+            )
+            found |= lookup(missing)
+        return [found[name] for name in names]
 
     def __repr__(self) -> str:
         return f"<Tag {self.name}>"
@@ -147,6 +161,40 @@ class PostTag(db.Model):
 
     post: Mapped["Post"] = relationship(back_populates="tag_links")
     tag: Mapped[Tag] = relationship(lazy="joined")
+
+    @classmethod
+    def replace(cls, post_id: int, names: list[str], source: str) -> None:
+        """Make ``names`` the post's tags from ``source``, leaving the other source's alone.
+
+        An author's tag wins over the tagger's for the same name; the tagger never removes or
+        takes over an author's tag. Setting the same names twice changes nothing.
+
+        The tagging job runs this for every post, so it is written for the database: three
+        statements on the tables when the tags exist (five when some are new), whatever the
+        post had, each list of rows sent as one statement, with no read of the links first and
+        none of the ORM's bookkeeping (``Post.set_tags`` tells the session afterwards).
+        """
+        tag_ids = Tag.ids(names)
+        links = cls.__table__
+        db.session.execute(
+            delete(links).where(
+                links.c.post_id == post_id,
+                links.c.source == source,
+                links.c.tag_id.not_in(tag_ids),
+            )
+        )
+        if not tag_ids:
+            return
+        add = upsert(links).values(
+            [{"post_id": post_id, "tag_id": tag_id, "source": source} for tag_id in tag_ids]
+        )
+        if source == AUTHOR:  # the author takes over the tagger's link to the same tag
+            add = add.on_conflict_do_update(
+                index_elements=[links.c.post_id, links.c.tag_id], set_={"source": AUTHOR}
+            )
+        else:
+            add = add.on_conflict_do_nothing()
+        db.session.execute(add)
 
 
 class Post(db.Model):
@@ -184,21 +232,11 @@ class Post(db.Model):
         return [link.tag.name for link in self.tags if source in (None, link.source)]
 
     def set_tags(self, names: list[str], source: str) -> None:
-        """Make ``names`` the post's tags from ``source``, leaving the other source's alone.
-
-        An author's tag wins over the tagger's for the same name; the tagger never removes or
-        takes over an author's tag. Setting the same names twice changes nothing.
-        """
-        wanted = {tag.id: tag for tag in Tag.named(names)}
-        for link in list(self.tag_links):
-            if link.source == source and link.tag_id not in wanted:
-                self.tag_links.remove(link)
-            elif link.tag_id in wanted:
-                if source == AUTHOR:
-                    link.source = AUTHOR
-                del wanted[link.tag_id]
-        for tag in wanted.values():
-            self.tag_links.append(PostTag(tag=tag, source=source))
+        """Make ``names`` the post's tags from ``source`` (see ``PostTag.replace``)."""
+        db.session.flush()  # the post's row (and id) first, then its tag links
+        PostTag.replace(self.id, names, source)
+        # The ORM did not see those writes: read the post and its tag links afresh next time.
+        db.session.expire(self)
 
     def edit(self, title: str, body: str) -> None:
         self.title = title

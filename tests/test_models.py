@@ -1,3 +1,5 @@
+from sqlalchemy import select
+
 from blog.extensions import db
 from blog.models import AUTHOR, TAGGER, Post, Tag
 from tests import factories
@@ -49,12 +51,19 @@ def test_tags_are_shared_between_posts(app_ctx, author_id):
     assert db.session.query(Tag).count() == 1
 
 
+def test_tag_ids_come_in_the_names_order_and_only_missing_tags_are_created(app_ctx):
+    redis_id, flask_id = Tag.ids(["redis", "flask"])
+    ids = Tag.ids(["flask", "rq", "redis", "flask"])
+    assert ids[0] == flask_id and ids[2] == redis_id and len(ids) == 3
+    assert db.session.query(Tag).count() == 3
+
+
 def test_deleting_a_post_removes_its_tag_links(app_ctx, author_id):
     post = factories.post(author_id, tags=["redis"])
     db.session.delete(post)
     db.session.commit()
     assert db.session.query(Post).count() == 0
-    assert Tag.named(["redis"])[0].name == "redis"
+    assert db.session.scalar(select(Tag.name).where(Tag.id.in_(Tag.ids(["redis"])))) == "redis"
 
 
 def test_datetimes_come_back_timezone_aware(app_ctx, author_id):
