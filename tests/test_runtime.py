@@ -12,6 +12,7 @@ import rq
 from rq import Retry
 from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
+from rq.suspension import resume, suspend
 from rq.worker import Worker
 
 from blog.queues import enqueue, get_queue
@@ -162,6 +163,36 @@ def test_a_stop_job_command_stops_a_job_in_a_thread(app, live_redis, rq_worker_p
     wait_for(lambda: status_of(job) == JobStatus.STARTED, 30, "the job to start")
     send_stop_job_command(live_redis, job.id)
     wait_for(lambda: status_of(job) == JobStatus.STOPPED, 30, "the job to stop")
+
+
+def test_a_suspended_worker_takes_no_job_until_resumed(app, live_redis, rq_worker_process):
+    rq_worker_process()
+    wait_for(lambda: Worker.all(connection=live_redis), 30, "the worker to start")
+    suspend(live_redis)
+    time.sleep(3)  # idle threads look every second, between one-second waits for a job
+    with app.app_context():
+        job = enqueue(demo, 0, "after the suspension")
+    time.sleep(2)
+    assert status_of(job) == JobStatus.QUEUED
+    resume(live_redis)
+    wait_for(lambda: status_of(job) == JobStatus.FINISHED, 30, "the job to run once resumed")
+
+
+def test_a_worker_thread_shows_busy_while_its_job_runs_then_idle(
+    app, live_redis, rq_worker_process
+):
+    with app.app_context():
+        job = enqueue(demo, 2, "keep it busy")
+    rq_worker_process(env={"WORKER_CONCURRENCY": "1"})
+    wait_for(lambda: status_of(job) == JobStatus.STARTED, 30, "the job to start")
+    (worker,) = Worker.all(connection=live_redis)
+    assert (worker.get_state(), worker.get_current_job_id()) == ("busy", job.id)
+    wait_for(lambda: status_of(job) == JobStatus.FINISHED, 30, "the job to finish")
+    wait_for(
+        lambda: Worker.find_by_key(worker.key, connection=live_redis).get_state() == "idle",
+        10,
+        "the worker to show idle",
+    )
 
 
 def test_a_process_over_its_memory_limit_is_recycled_and_its_job_run_again(

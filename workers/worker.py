@@ -17,6 +17,7 @@ import time
 
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import now
 from rq.worker import HerokuWorker, SimpleWorker
 
 from blog import job_stats
@@ -32,6 +33,8 @@ log = logging.getLogger("workers.jobs")
 MAX_INTERRUPTIONS = 3
 # Seconds an idle thread waits for a job before it looks whether it should stop.
 STOP_CHECK = 1
+# Seconds between two looks at whether the workers are suspended (`rq suspend`).
+SUSPENSION_CHECK = 1
 
 
 class JobLog:
@@ -41,6 +44,9 @@ class JobLog:
 
     queue_class = Queue
     log_result_lifespan = False  # the line per job says what happened
+    # Whether the job's outcome is known here, in memory, when it ends; a forking worker's
+    # work-horse reports it through Redis.
+    outcome_in_memory = False
 
     def execute_job(self, job, queue):
         started = time.monotonic()
@@ -48,7 +54,7 @@ class JobLog:
         try:
             super().execute_job(job, queue)
         finally:
-            status = final_status(job)
+            status = final_status(job, refresh=not self.outcome_in_memory)
             outcome, note = OUTCOMES.get(status, (str(status), ""))
             log.info(
                 "job %s %s on %s: %s in %.3fs%s",
@@ -87,17 +93,23 @@ OUTCOMES = {
 }
 
 
-def final_status(job) -> JobStatus:
+def final_status(job: Job, refresh: bool) -> JobStatus:
     try:
-        return job.get_status(refresh=True)
+        return job.get_status(refresh=refresh)
     except (InvalidJobOperation, NoSuchJobError):
         return JobStatus.FINISHED  # and deleted at once, as its result_ttl is 0
 
 
 class ThreadWorker(JobLog, SimpleWorker):
-    """One thread of a worker process, running one job at a time."""
+    """One thread of a worker process, running one job at a time.
+
+    Besides the overrides that make it safe beside other threads, it saves four of the
+    seventeen Redis round trips RQ makes per job (each override says why): for short jobs,
+    RQ's bookkeeping costs as much as the job itself.
+    """
 
     death_penalty_class = interrupts.Deadline
+    outcome_in_memory = True
 
     def __init__(self, *args, heartbeat: float, **kwargs):
         super().__init__(*args, worker_ttl=int(heartbeat * DEAD_AFTER_HEARTBEATS), **kwargs)
@@ -105,6 +117,7 @@ class ThreadWorker(JobLog, SimpleWorker):
         self.done = False
         self.running: tuple[Job, Queue] | None = None
         self._interruption: type[interrupts.JobInterrupted] | None = None
+        self._next_suspension_check = 0.0
 
     def work(self, *args, **kwargs):
         self.thread_id = threading.get_ident()
@@ -139,15 +152,34 @@ class ThreadWorker(JobLog, SimpleWorker):
         if pipeline is not None:
             super().heartbeat(self.worker_ttl, pipeline)
 
+    def check_for_suspension(self, burst):
+        # RQ asks Redis before every job; once a second is soon enough to notice `rq suspend`.
+        if time.monotonic() >= self._next_suspension_check:
+            self._next_suspension_check = time.monotonic() + SUSPENSION_CHECK
+            super().check_for_suspension(burst)
+
+    def set_state(self, state, pipeline=None):
+        # RQ writes "idle" after each job and again before waiting for the next one.
+        if pipeline is not None or state != self._state:
+            super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        # RQ renews the job's heartbeat here, for a work-horse's parent to see; the process's
+        # monitor renews running jobs instead.
+        job.ended_at = now()
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """Wait for a job as RQ does, but in short waits, so that a stop is noticed."""
+        """Wait for a job as RQ does, but in short waits, so that a stop or `rq suspend` is
+        noticed by an idle thread too (RQ looks only between jobs)."""
         if timeout is None:  # burst: do not wait
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
-        while not self._stop_requested:
+        while True:
+            self.check_for_suspension(burst=False)  # returns once resumed, or stopping
+            if self._stop_requested:
+                return None
             result = super().dequeue_job_and_maintain_ttl(STOP_CHECK, max_idle_time=STOP_CHECK)
             if result is not None:
                 return result
-        return None
 
     def execute_job(self, job, queue):
         self.running = (job, queue)
