@@ -137,9 +137,10 @@ class Tag(db.Model):
         names = list(dict.fromkeys(names))
         found = lookup(names) if names else {}
         if missing := [name for name in names if name not in found]:
-            db.session.execute(
-                upsert(tags).values([{"name": name} for name in missing]).on_conflict_do_nothing()
-            )
+            # In a fixed order: two transactions creating the same new names in opposite
+            # orders would wait on each other on PostgreSQL's unique index (a deadlock).
+            rows = [{"name": name} for name in sorted(missing)]
+            db.session.execute(upsert(tags).values(rows).on_conflict_do_nothing())
             found |= lookup(missing)
         return [found[name] for name in names]
 
@@ -190,7 +191,9 @@ class PostTag(db.Model):
         )
         if source == AUTHOR:  # the author takes over the tagger's link to the same tag
             add = add.on_conflict_do_update(
-                index_elements=[links.c.post_id, links.c.tag_id], set_={"source": AUTHOR}
+                index_elements=[links.c.post_id, links.c.tag_id],
+                set_={"source": AUTHOR},
+                where=links.c.source != AUTHOR,
             )
         else:
             add = add.on_conflict_do_nothing()
@@ -232,10 +235,14 @@ class Post(db.Model):
         return [link.tag.name for link in self.tags if source in (None, link.source)]
 
     def set_tags(self, names: list[str], source: str) -> None:
-        """Make ``names`` the post's tags from ``source`` (see ``PostTag.replace``)."""
+        """Make ``names`` the post's tags from ``source`` (see ``PostTag.replace``). The post
+        must be in the session (added, or loaded)."""
         db.session.flush()  # the post's row (and id) first, then its tag links
         PostTag.replace(self.id, names, source)
-        # The ORM did not see those writes: read the post and its tag links afresh next time.
+        # The ORM did not see those writes: the post and its tag links are read afresh next
+        # time. Expiring the post expires the links too, through the relationship's cascade
+        # ("all" includes "refresh-expire"); without it, a link read before would keep its
+        # old source.
         db.session.expire(self)
 
     def edit(self, title: str, body: str) -> None:

@@ -39,16 +39,19 @@ job_thread = threading.get_ident()
 deadline = interrupts.Deadline(60)
 deadline.__enter__()
 
+holding_the_lock = threading.Event()
+
 def monitor():
     # What interrupts.interrupt() does, while the job's thread is blocked on the lock as
     # its deadline's exit begins.
     with interrupts._lock:
+        holding_the_lock.set()
         time.sleep(0.2)
         deadline.reason = interrupts.WorkerStopping
         interrupts._set_async_exc(job_thread, interrupts.WorkerStopping)
 
 threading.Thread(target=monitor).start()
-time.sleep(0.05)
+holding_the_lock.wait()
 deadline.__exit__(None, None, None)  # the job function has returned
 print("returned")
 for _ in range(1000):

@@ -164,8 +164,8 @@ class ThreadWorker(JobLog, SimpleWorker):
             super().set_state(state, pipeline)
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
-        # RQ renews the job's heartbeat here, for a work-horse's parent to see; the process's
-        # monitor renews running jobs instead.
+        # RQ writes the job's last heartbeat here, for a work-horse's parent to see; the
+        # process's monitor keeps each running job's execution alive instead.
         job.ended_at = now()
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
