@@ -172,7 +172,7 @@ def default_pool_size() -> int:
 def measure_noop(cell: Cell) -> dict:
     worker = cell.start_worker()
     cell.wait_ready(worker)
-    prepared = [Queue.prepare_data(jobs.noop) for _ in range(cell.settings.count(1000, 10))]
+    prepared = [Queue.prepare_data(jobs.noop) for _ in range(cell.settings.count(3000, 10))]
     return {"noop": cell.drain(worker, prepared)}
 
 
@@ -194,7 +194,7 @@ def prepared_databases(settings: Settings, kind: str):
             databases = SQLiteDatabases(settings.work_dir)
         else:
             databases = PostgresDatabases(settings.postgres_url)
-        posts = settings.count(300, 10)
+        posts = settings.count(1500, 10)
         # The seed builds the app, which wants a Redis URL; it never connects.
         settings.databases[kind] = (databases, databases.prepare(posts, "redis://127.0.0.1:1/0"))
     return settings.databases[kind]
