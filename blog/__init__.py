@@ -9,13 +9,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blog import bad_input, error_reporting, errors, queues, security_headers, templating, timing
 from blog import config as app_config
-from blog.extensions import csrf, db, limiter, login_manager, migrate
+from blog.extensions import csrf, db, limiter, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(config: dict | None = None) -> Flask:
-    """Build the app from the environment; ``config`` overrides any key (tests use it)."""
+def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
+    """Build the app from the environment; ``config`` overrides any key (tests use it).
+
+    The worker builds it with ``migrations=False``: ``flask db`` is the only user of
+    Flask-Migrate, and Alembic would weigh 11 MB in every worker process.
+    """
     # The features are imported here, not at the top: they schedule jobs, so they import the
     # job modules, which import this package for its extensions. A worker that loads a job
     # by name (workers.tagging) before anything else would find this package half-built.
@@ -33,7 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
     bad_input.init_app(app)
     trust_proxies(app)
     error_reporting.init_app(app)
-    register_extensions(app)
+    register_extensions(app, migrations)
     register_blueprints(app)
     admin.init_app(app)
     errors.init_app(app)
@@ -72,10 +76,13 @@ def trust_proxies(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
 
 
-def register_extensions(app: Flask) -> None:
+def register_extensions(app: Flask, migrations: bool) -> None:
     db.init_app(app)
     queues.init_app(app)
-    migrate.init_app(app, db)
+    if migrations:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

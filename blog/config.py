@@ -25,7 +25,6 @@ from dotenv import load_dotenv
 from limits import parse_many
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sentry_sdk.utils import BadDsn, Dsn
 
 from blog.job_modes import JOBS_MODES
 
@@ -332,6 +331,8 @@ def rate_limit(name: str, value: str) -> str:
 def sentry_dsn(dsn: str) -> str:
     """``SENTRY_DSN``, checked now: Sentry would refuse a wrong one when the app starts."""
     if dsn:
+        from sentry_sdk.utils import BadDsn, Dsn  # only when used, as in blog.error_reporting
+
         try:
             Dsn(dsn)
         except BadDsn as error:

@@ -7,16 +7,18 @@ RQ integration reports a job's exception once the job has failed for good (not t
 that will be retried).
 """
 
-import sentry_sdk
 from flask import Flask
-from sentry_sdk.integrations.flask import FlaskIntegration
-from sentry_sdk.integrations.rq import RqIntegration
 
 
 def init_app(app: Flask) -> None:
     dsn = app.config["SENTRY_DSN"]
     if not dsn:
         return
+    # Imported only when used: the SDK and its integrations weigh 3 MB in every process.
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+    from sentry_sdk.integrations.rq import RqIntegration
+
     sentry_sdk.init(
         dsn=dsn,
         environment=app.config["APP_ENV"],

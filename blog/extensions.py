@@ -5,7 +5,6 @@ import sqlite3
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import Engine, MetaData, event
@@ -26,7 +25,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate(render_as_batch=True)
 # Any fixed number: the key of the PostgreSQL advisory lock that migrations run under
 # (migrations/env.py), so that two processes never migrate at once.
 MIGRATION_LOCK_KEY = 7_301_951

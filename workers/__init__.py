@@ -21,7 +21,7 @@ def process_app() -> Flask:
     if _process_app is None:
         from blog import create_app  # here, not at the top: blog imports the job functions
 
-        _process_app = create_app()
+        _process_app = create_app(migrations=False)
     return _process_app
 
 
