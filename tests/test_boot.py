@@ -16,20 +16,18 @@ BROKEN = {
 }
 
 
+def boot(command: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Start ``command`` as a platform would, and wait for it to stop (it should, at once)."""
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize("process", ["web", "worker", "clock"])
 @pytest.mark.parametrize("broken", BROKEN, ids=str)
 def test_a_wrong_setting_stops_the_process_with_one_line(process, broken, tmp_path):
     config, variable = BROKEN[broken]
     # An empty database URL would do, but a real path keeps a development run off instance/.
     env = platform_env(**config, PORT="1", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    result = subprocess.run(
-        ["sh", "-c", procfile()[process]],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = boot(["sh", "-c", procfile()[process]], env)
     assert result.returncode == EXIT_CONFIG_ERROR
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
@@ -39,14 +37,7 @@ def test_a_wrong_setting_stops_the_process_with_one_line(process, broken, tmp_pa
 
 def test_gunicorn_alone_checks_the_configuration_once(tmp_path):
     env = platform_env(APP_ENV="production", APP_URL="https://blog.example.com", PORT="1")
-    result = subprocess.run(
-        ["gunicorn", "--config", "gunicorn.conf.py", "app:app"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = boot(["gunicorn", "--config", "gunicorn.conf.py", "app:app"], env)
     assert result.returncode == EXIT_CONFIG_ERROR
     assert result.stderr.splitlines() == [
         "web: SECRET_KEY must be set in production (e.g. `openssl rand -hex 32`)"
