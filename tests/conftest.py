@@ -64,6 +64,14 @@ def needs_integration_mark(request):
         pytest.fail(f"{request.node.name} needs the real Redis: mark it @pytest.mark.integration")
 
 
+def pytest_collection_modifyitems(items):
+    """The browser, docs and bench tests start a whole app, Redis included: they count as
+    integration tests, which ``make test-fast`` leaves out."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("browser", "docs", "bench")):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def postgres_schema():
     """A fresh schema on the test PostgreSQL server for this run, or None on SQLite."""

@@ -6,9 +6,13 @@ import sys
 
 import pytest
 
-from tests.dynos import ROOT
+from tests.conftest import TEST_DATABASE_URL
+from tests.dynos import ROOT, procfile
 
-pytestmark = pytest.mark.bench
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="run once, in the run on SQLite"),
+]
 
 
 def test_the_bench_measures_the_procfile_worker(tmp_path):
@@ -38,9 +42,11 @@ def test_the_bench_measures_the_procfile_worker(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "app worker (Procfile)" in done.stdout.splitlines()[0]
-    results = json.loads(results_file.read_text())["results"]
+    report = json.loads(results_file.read_text())
+    assert report["columns"]["app"]["command"] == procfile()["worker"]
+    results = report["results"]
     assert results["noop"]["app"] > 0
     assert results["tag_sqlite"]["app"] > 0  # the app's own job, on the app's models
     for line in ("scheduled_lateness", "retry_lateness"):
         lateness = results[line]["app"]
-        assert lateness["min"] <= lateness["max"] < 30, line
+        assert -0.05 < lateness["min"] <= lateness["max"] < 30, line  # never early

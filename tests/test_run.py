@@ -3,11 +3,14 @@ the worker never runs old code; Redis, and what it holds, stay."""
 
 import os
 
+import pytest
 from redis import Redis
 from rq import Queue, Worker
 
 from tests.console_docs import VENV_BIN, LiveApp, copy_checkout, free_port
 from tests.dynos import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_changed_python_file_restarts_the_worker_with_the_new_code(tmp_path):
