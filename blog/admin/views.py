@@ -1,8 +1,9 @@
 """The stats page: how the background jobs are doing, for admins (see blog.admin.security)."""
 
+import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
 from blog import job_stats, queue_admin, redis_keys
 from blog.admin import chart
@@ -11,6 +12,8 @@ from blog.queues import redis_connection
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 REFRESH_SECONDS = 5
+# Counting what Redis holds reads every key: once a minute at most, not at every refresh.
+KEYSPACE_SECONDS = 60
 
 
 @bp.app_template_filter()
@@ -29,6 +32,16 @@ def worker_summary(workers: list[queue_admin.WorkerStats]) -> str:
     return f"workers: {busy} busy" if workers else "workers running"
 
 
+def recent_keyspace(connection) -> tuple[redis_keys.Keyspace, datetime]:
+    """``redis_keys.keyspace``, counted again by this process once the last count is a
+    minute old; and when it was counted."""
+    counted = current_app.extensions.get("admin_keyspace")
+    if counted is None or time.monotonic() - counted[0] > KEYSPACE_SECONDS:
+        counted = (time.monotonic(), redis_keys.keyspace(connection), datetime.now(UTC))
+        current_app.extensions["admin_keyspace"] = counted
+    return counted[1], counted[2]
+
+
 @bp.get("/")
 def index():
     return redirect(url_for(".stats"))
@@ -40,6 +53,7 @@ def stats():
     queues = queue_admin.queue_stats()
     workers = queue_admin.worker_stats()
     blog = job_stats.cached_blog_stats(connection)
+    keyspace, keyspace_counted_at = recent_keyspace(connection)
     if blog:
         blog["computed_at"] = datetime.fromisoformat(blog["computed_at"])
     return render_template(
@@ -50,7 +64,8 @@ def stats():
         workers=workers,
         worker_summary=worker_summary(workers),
         blog=blog,
-        keyspace=redis_keys.keyspace(connection),
+        keyspace=keyspace,
+        keyspace_counted_at=keyspace_counted_at,
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,
     )

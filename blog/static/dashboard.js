@@ -34,6 +34,4 @@
       })
       .fail(function (xhr) { notice(false, "Could not " + what + ": " + refusal(xhr)); });
   };
-
-  window.dashboardNotice = notice;
 })(jQuery);
