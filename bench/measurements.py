@@ -235,7 +235,7 @@ def wait_finished(job: Job, worker: WorkerProcess, timeout: float = 30) -> None:
 
 
 def measure_lesson(cell: Cell) -> dict:
-    """The README's lesson: a backlog of demo jobs that sleep, drained at 25 jobs at a time."""
+    """Chapter 000's lesson: a backlog of demo jobs that sleep, drained 25 at a time."""
     lines = ("lesson_time", "lesson_pss_peak", "lesson_pss_idle")
     if cell.column.single:
         return dict.fromkeys(lines, NotApplicable("runs one job at a time"))
