@@ -307,7 +307,7 @@ def busy_counts(retries: bool) -> tuple[int, int]:
     """Jobs waiting (on a queue, or for a retry), and jobs running or being picked up now."""
     queues = queue_admin.queue_stats()
     waiting = sum(q.waiting + (q.retrying if retries else 0) for q in queues)
-    busy_workers = sum(w.state == "busy" for w in queue_admin.worker_stats())
+    busy_workers = queue_admin.busy(queue_admin.worker_stats())
     return waiting, max(sum(q.started for q in queues), busy_workers)
 
 
