@@ -27,7 +27,6 @@ import queue
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -130,12 +129,6 @@ def matches(expected: list[str], output: str) -> bool:
         expected = expected[:-1]
     text = "".join(line + "\n" for line in lines)
     return output_pattern(expected).fullmatch(text) is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def copy_checkout(destination: Path) -> Path:
