@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from blog import job_stats
+
 # First match wins, so a longer prefix comes before a shorter one it starts with.
 KINDS = (
     ("rq:queue:", "queues"),  # a list of waiting job ids per queue
@@ -26,8 +28,8 @@ KINDS = (
     ("rq:scheduler", "scheduler"),
     ("rq:cron", "cron"),
     ("rq:", "other rq"),
-    ("blog:jobs:", "job counters"),  # this app's processed and failed totals
-    ("blog:stats", "blog figures"),  # what refresh_stats worked out
+    (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
+    (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )
 OTHER = "other"
