@@ -107,14 +107,19 @@ def test_before_the_first_migration_the_recurring_jobs_skip_and_do_not_fail(
     """A first deploy: the clock's jobs reach the worker before the web process migrated."""
     with app.app_context():
         db.drop_all()
-        for job in (requeue_stranded_work, refresh_stats):
-            assert job() is None
-            queued = get_queue("low").enqueue(job)
-    assert "skipped: the database is not migrated yet" in caplog.text
+    try:
+        with app.app_context():
+            for job in (requeue_stranded_work, refresh_stats):
+                assert job() is None
+                queued = get_queue("low").enqueue(job)
+        assert "skipped: the database is not migrated yet" in caplog.text
 
-    worker = rq_worker()
-    assert "workers.maintenance.refresh_stats on low: finished" in worker.stdout + worker.stderr
-    with app.app_context():
-        assert queued.get_status(refresh=True) == "finished"
-        assert get_queue("low").failed_job_registry.count == 0
-        db.create_all()  # for the fixture's clean-up
+        worker = rq_worker()
+        output = worker.stdout + worker.stderr
+        assert "workers.maintenance.refresh_stats on low: finished" in output
+        with app.app_context():
+            assert queued.get_status(refresh=True) == "finished"
+            assert get_queue("low").failed_job_registry.count == 0
+    finally:
+        with app.app_context():
+            db.create_all()  # for the fixture's clean-up, whatever happened
