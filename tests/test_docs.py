@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.embedded_redis import free_port
 from tests.conftest import TEST_DATABASE_URL
 from tests.console_docs import (
     CI_STEP,
@@ -21,7 +22,6 @@ from tests.console_docs import (
     Shell,
     console_steps,
     copy_checkout,
-    free_port,
     make_run_variables,
     matches,
 )

@@ -7,7 +7,8 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
-from tests.console_docs import VENV_BIN, LiveApp, copy_checkout, free_port
+from devtools.embedded_redis import free_port
+from tests.console_docs import VENV_BIN, LiveApp, copy_checkout
 from tests.dynos import wait_for
 
 pytestmark = pytest.mark.integration
