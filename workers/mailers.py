@@ -83,17 +83,19 @@ def reminder_due(user: User) -> datetime:
     return user.created_at + timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"])
 
 
-def schedule_signup_reminder(user: User) -> None:
-    """Enqueue ``send_signup_reminder`` to run ``SIGNUP_REMINDER_DELAY`` after the signup (a
-    day by default; at once if that has passed), once the current transaction commits. Until
+def schedule_signup_reminder(user: User, delay: timedelta | None = None) -> None:
+    """Enqueue ``send_signup_reminder`` to run in ``delay`` (at a signup, the whole
+    ``SIGNUP_REMINDER_DELAY``: a day by default), once the current transaction commits. Until
     then the job waits in RQ's scheduled registry: "Scheduled" in the dashboard."""
+    if delay is None:
+        delay = timedelta(seconds=current_app.config["SIGNUP_REMINDER_DELAY"])
     if user.id is None:
-        db.session.flush()  # the job needs the user's id, and the delay its created_at
+        db.session.flush()  # the job needs the user's id
     enqueue_after_commit(
         send_signup_reminder,
         user.id,
         queue="mailers",
-        delay=max(reminder_due(user) - utcnow(), timedelta(0)),
+        delay=max(delay, timedelta(0)),
         job_id=reminder_job_id(user.id),
         job_timeout=MAIL_JOB_TIMEOUT,
         retry=backoff(REMINDER_RETRIES),

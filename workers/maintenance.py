@@ -17,6 +17,7 @@ from workers import in_app_context
 from workers.mailers import (
     email_job_id,
     lease_cutoff,
+    reminder_due,
     reminder_job_id,
     schedule_email,
     schedule_signup_reminder,
@@ -111,7 +112,7 @@ def requeue_stranded_work() -> dict | None:
             requeued["emails"].append(email.id)
     for user in awaiting_reminder:
         if not job_in_flight(reminder_job_id(user.id)):
-            schedule_signup_reminder(user)
+            schedule_signup_reminder(user, delay=reminder_due(user) - now)
             requeued["reminders"].append(user.id)
     db.session.commit()
     if any(requeued.values()):
