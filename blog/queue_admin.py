@@ -9,7 +9,7 @@ from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.registry import BaseRegistry
 
-from blog import rq_2_12
+from blog import rq_internals
 from blog.queues import QUEUE_NAMES, get_queue, redis_connection
 
 
@@ -63,7 +63,7 @@ def scheduled_and_retrying(queue: Queue) -> tuple[int, int]:
     ``started_at`` is set. (RQ's ``Repeat`` also reschedules jobs that ran; this app has none.)
     """
     job_ids = queue.scheduled_job_registry.get_job_ids()
-    fields = rq_2_12.created_and_started(queue.connection, job_ids)
+    fields = rq_internals.created_and_started(queue.connection, job_ids)
     present = [started for created, started in fields if created]  # not expired meanwhile
     retrying = sum(bool(started) for started in present)
     return len(present) - retrying, retrying
@@ -126,7 +126,7 @@ def clear_all() -> Cleared:
     """Empty every queue and every job registry, and delete every job's records.
 
     Works whatever state the records are in, also those a killed worker left half written:
-    it deletes by key and never loads a job (see ``blog.rq_2_12``). A job counts once, under
+    it deletes by key and never loads a job (see ``blog.rq_internals``). A job counts once, under
     the first place it is listed in; "unlisted" are job hashes in no queue or registry. Jobs
     running right now keep running: stop the workers first for a clean slate.
     """
@@ -149,8 +149,8 @@ def clear_all() -> Cleared:
         for place, registry in registries(queue).items():
             count(place, registry.get_job_ids(cleanup=False))
             keys.append(registry.key)
-    count("unlisted", list(rq_2_12.job_ids_with_a_hash(connection)))
-    deleted = connection.delete(*keys) + rq_2_12.delete_job_records(connection)
+    count("unlisted", list(rq_internals.job_ids_with_a_hash(connection)))
+    deleted = connection.delete(*keys) + rq_internals.delete_job_records(connection)
     return Cleared(+jobs, deleted)
 
 

@@ -16,7 +16,6 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import rq
 from flask import Flask, current_app
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -24,12 +23,16 @@ from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Retry
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from blog import job_modes
 from blog.extensions import db
+
+# RQ's queue, keeping a scheduled job's due time to the microsecond (RQ rounds it down to the
+# second, so a scheduler would run it up to a second early). Every queue of the app, the
+# worker's included, is of this class: enqueue_in, enqueue_at and retries keep the exact time.
+from blog.rq_internals import ExactTimeQueue as Queue
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +67,6 @@ def backoff(max_retries: int) -> Retry:
     factor = current_app.config["RETRY_BACKOFF_FACTOR"]
     waits = [n**4 + 15 + random.randint(0, 10 * (n + 1)) for n in range(max_retries)]
     return Retry(max=max_retries, interval=[round(wait * factor) for wait in waits])
-
-
-class Queue(rq.Queue):
-    """RQ's queue, keeping a scheduled job's due time to the microsecond.
-
-    RQ 2.12 stores it rounded down to the second, so a scheduler reading it back runs jobs up
-    to a second early. Every queue of the app, the worker's included, is of this class, so
-    ``enqueue_in``, ``enqueue_at`` and retries with a backoff all keep the exact time (and a
-    stock RQ scheduler, which compares with the current second, is never early with it).
-    """
-
-    def schedule_job(self, job: Job, datetime, pipeline=None, unique: bool = False) -> Job:
-        job = super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
-        connection = pipeline if pipeline is not None else self.connection
-        key = ScheduledJobRegistry(queue=self).key
-        connection.zadd(key, {job.id: datetime.timestamp()}, xx=True)
-        return job
 
 
 class UnsafeJobArgument(TypeError):

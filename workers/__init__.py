@@ -5,9 +5,15 @@ needs a Flask app context to reach the database and config. ``in_app_context`` g
 the current app's when there is one (tests, an inline call from a view), else one app per
 process, created on first use (in the worker's supervisor, before it forks, so every worker
 process inherits it). Each job pushes a context of its own, so each gets its own session.
+
+A forked process (a worker process, a work-horse) must not talk over its parent's database
+connections: two processes on one PostgreSQL connection corrupt each other's conversation.
+So the app's engine drops the inherited pool in every child, at the fork itself, without
+closing the parent's sockets, and the child opens connections of its own.
 """
 
 import functools
+import os
 from contextlib import contextmanager
 
 from flask import Flask, has_app_context
@@ -22,6 +28,11 @@ def process_app() -> Flask:
         from blog import create_app  # here, not at the top: blog imports the job functions
 
         _process_app = create_app(migrations=False)
+        from blog.extensions import db
+
+        with _process_app.app_context():
+            engine = db.engine
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return _process_app
 
 

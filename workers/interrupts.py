@@ -17,15 +17,14 @@ import functools
 import threading
 import time
 
-from rq.timeouts import JobTimeoutException
-
 _lock = threading.Lock()
 _running: dict[int, "Deadline"] = {}  # thread id -> the job function it runs right now
 
 
 class JobInterrupted(BaseException):
-    """Raised inside a running job to stop it. A BaseException, like RQ's own shutdown
-    exception, so that a job's ``except Exception`` does not swallow it."""
+    """Raised inside a running job to stop it. A BaseException, as ``SystemExit`` is, so that
+    a job's ``except Exception`` does not swallow it: job code catches ``Exception`` broadly,
+    and a job that swallowed its timeout would run on, holding its thread."""
 
     message = "the job was interrupted"
 
@@ -33,7 +32,7 @@ class JobInterrupted(BaseException):
         super().__init__(*(args or (self.message,)))
 
 
-class JobTimedOut(JobInterrupted, JobTimeoutException):
+class JobTimedOut(JobInterrupted):
     message = "the job ran past its timeout"
 
 
@@ -42,7 +41,22 @@ class JobStopped(JobInterrupted):
 
 
 class WorkerStopping(JobInterrupted):
+    """The worker stops (a shutdown, a memory recycle): the job goes back to its queue, and
+    the interruption counts against it, in case the job is what makes the worker stop."""
+
     message = "the worker is stopping; the job goes back to the front of its queue"
+    charged = True
+
+
+class StoppedForAnotherJob(WorkerStopping):
+    """The worker is recycled because another job would not stop: the job goes back to its
+    queue, and nothing counts against it."""
+
+    message = (
+        "the worker is recycled because another job ignored its interruption; "
+        "the job goes back to the front of its queue"
+    )
+    charged = False
 
 
 class Deadline:
@@ -55,6 +69,7 @@ class Deadline:
         self.at = time.monotonic() + timeout if timeout and timeout > 0 else None
         self.interrupted_at: float | None = None
         self.reason: type[JobInterrupted] | None = None
+        self.given_up = False  # the process gave up on the job: it went on after the interrupt
 
     @functools.cached_property
     def timed_out(self) -> type[JobTimedOut]:

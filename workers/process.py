@@ -10,17 +10,22 @@ monitor thread, every tenth of a second:
 - recycles the process when its memory passes ``WORKER_MEMORY_LIMIT``: it stops taking jobs,
   interrupts the running ones (each goes back to the front of its queue) and exits, and the
   supervisor starts a fresh one. A leak or a runaway job costs a restart, not the dyno;
-- gives up on a job that an interruption could not stop (stuck in a C call) and recycles too.
+- fails a job that went on after it was interrupted for its timeout or a stop command
+  (``except BaseException``, or stuck in a C call), saying so, and recycles the process; the
+  other jobs get ``WORKER_SHUTDOWN_GRACE`` seconds to finish first, and a job interrupted
+  then goes back to its queue with nothing counted against it;
+- recycles the process, in the same way, when one of its threads dies (RQ's work loop quits
+  on an error it does not expect, such as Redis timing out).
 
 The process's main thread handles the signals: SIGTERM (or SIGINT) stops taking jobs, lets the
 running ones finish for ``WORKER_SHUTDOWN_GRACE`` seconds, then interrupts them, and they go
-back to the front of their queues.
+back to the front of their queues. A job that does not stop even then is left to the
+recovery sweep, and the process exits ``STOP_PATIENCE`` seconds later.
 """
 
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -28,8 +33,9 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError
 
-from workers import interrupts
-from workers.worker import ThreadWorker, worker_name
+from blog.rq_internals import stop_taking_jobs
+from workers import interrupts, recovery
+from workers.worker import ThreadWorker
 
 log = logging.getLogger("workers.process")
 
@@ -38,6 +44,7 @@ MONITOR_TICK = 0.1
 STOP_PATIENCE = 5
 
 EXIT_RECYCLE = 3  # asks the supervisor for a fresh process at once
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -54,46 +61,49 @@ def rss_mb() -> float:
 
 
 class WorkerProcess:
-    def __init__(self, connection: Redis, queue_names, settings: ProcessSettings):
+    def __init__(self, connection: Redis, queue_names, settings: ProcessSettings, prefix: str):
+        """``prefix``: what its workers' names start with (``workers.worker.process_prefix``)."""
         self.connection = connection
         self.settings = settings
-        hostname, pid = socket.gethostname(), os.getpid()
         self.workers = [
             ThreadWorker(
                 list(queue_names),
-                name=worker_name(hostname, pid, number),
+                name=f"{prefix}{number}",
                 connection=connection,
                 heartbeat=settings.heartbeat,
             )
             for number in range(1, settings.threads + 1)
         ]
+        self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
         self.exit_code = 0
         self._stop_deadline: float | None = None
+        self._stop_reason: type[interrupts.WorkerStopping] = interrupts.WorkerStopping
 
     def run(self, burst: bool = False) -> int:
-        """Work until stopped (or, with ``burst``, until the queues are empty); the exit code."""
+        """Work until stopped (or, with ``burst``, until the queues are empty); the exit code.
+
+        The supervisor forks this process with SIGTERM and SIGINT blocked: one sent before
+        the handlers below are in place waits for them, instead of being lost."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         pubsub = self._subscribe()
-        threads = [
-            threading.Thread(
-                target=worker.work,
-                kwargs={"burst": burst, "logging_level": "WARNING"},
-                name=worker.name,
-                daemon=True,
-            )
+        self.threads = [
+            threading.Thread(target=worker.run, args=(burst,), name=worker.name, daemon=True)
             for worker in self.workers
         ]
-        for thread in threads:
+        for thread in self.threads:
             thread.start()
         monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
         monitor.start()
         try:
-            while any(thread.is_alive() for thread in threads):
+            while any(thread.is_alive() for thread in self.threads):
                 if self._stop_deadline and time.monotonic() > self._stop_deadline + STOP_PATIENCE:
                     log.error("jobs did not stop in time; leaving them to the recovery sweep")
                     break
+                if not burst and self._stop_deadline is None:
+                    self._replace_dead_threads()
                 time.sleep(MONITOR_TICK)
         finally:
             self.stopping.set()
@@ -101,16 +111,33 @@ class WorkerProcess:
             pubsub.close()
         return self.exit_code
 
-    def stop(self, reason: str, exit_code: int = 0, grace: float | None = None) -> None:
-        """Take no more jobs; interrupt the running ones after ``grace`` seconds."""
+    def stop(
+        self,
+        reason: str,
+        exit_code: int = 0,
+        grace: float | None = None,
+        interruption: type[interrupts.WorkerStopping] = interrupts.WorkerStopping,
+    ) -> None:
+        """Take no more jobs; interrupt the running ones with ``interruption`` after ``grace``
+        seconds."""
         if self._stop_deadline is not None:
             return
         log.info("worker process %s stopping: %s", os.getpid(), reason)
         self.exit_code = exit_code
         grace = self.settings.shutdown_grace if grace is None else grace
         self._stop_deadline = time.monotonic() + grace
+        self._stop_reason = interruption
         for worker in self.workers:
-            worker._stop_requested = True
+            stop_taking_jobs(worker)
+
+    def _replace_dead_threads(self) -> None:
+        """A thread whose work loop ended outside a stop: recycle the process (the others
+        finish their jobs first), as its slot would otherwise stay empty."""
+        for thread in self.threads:
+            if not thread.is_alive():
+                log.error("worker thread %s died; recycling its process", thread.name)
+                self.stop(f"its thread {thread.name} died", exit_code=EXIT_RECYCLE)
+                return
 
     def _request_stop(self, signum, frame) -> None:
         self.stop(f"got {signal.Signals(signum).name}")
@@ -143,7 +170,7 @@ class WorkerProcess:
                 )
         if self._stop_deadline and now > self._stop_deadline:
             for worker in self.workers:
-                if worker.running and worker.interrupt(interrupts.WorkerStopping):
+                if worker.running and worker.interrupt(self._stop_reason):
                     log.warning("%s: interrupted by the stop", worker.name)
         limit = self.settings.memory_limit_mb
         if limit and self._stop_deadline is None and (used := rss_mb()) > limit:
@@ -152,20 +179,44 @@ class WorkerProcess:
                 exit_code=EXIT_RECYCLE,
                 grace=0,
             )
-        if interrupts.stuck(STOP_PATIENCE, now) and self._stop_deadline is None:
-            self.stop("a job did not stop when interrupted", exit_code=EXIT_RECYCLE, grace=0)
+        for deadline in interrupts.stuck(STOP_PATIENCE, now):
+            self._give_up_on(deadline)
+
+    def _give_up_on(self, deadline: interrupts.Deadline) -> None:
+        """A job that went on after it was interrupted: fail it, saying so, and recycle."""
+        worker = next((w for w in self.workers if w.thread_id == deadline.thread_id), None)
+        if worker is None or worker.running is None or deadline.given_up:
+            return
+        deadline.given_up = True
+        if issubclass(deadline.reason, interrupts.WorkerStopping):
+            return  # the stop's own interruption: the process is leaving already
+        job, queue = worker.running
+        what = "its timeout" if issubclass(deadline.reason, interrupts.JobTimedOut) else "a stop"
+        message = (
+            f"The job ignored {what}: it went on for {STOP_PATIENCE} s after "
+            f"{deadline.reason.__name__} was raised in it (does it catch BaseException?). "
+            f"Its worker process was recycled, and it is not retried."
+        )
+        for execution in list(worker.executions.values()):
+            recovery.fail_running(self.connection, queue.name, execution, job, worker.name, message)
+        log.error("job %s %s: %s", job.id, job.func_name, message)
+        self.stop(
+            f"job {job.id} ignored {what}",
+            exit_code=EXIT_RECYCLE,
+            interruption=interrupts.StoppedForAnotherJob,
+        )
 
     def _heartbeat(self) -> None:
         with self.connection.pipeline(transaction=False) as pipeline:
-            for worker in self.workers:
-                if worker.birth_date is None or worker.done:
+            for worker, thread in zip(self.workers, self.threads, strict=True):
+                if worker.birth_date is None or not thread.is_alive():
                     continue  # not registered yet, or no more
                 worker.heartbeat(pipeline=pipeline)
-                running, execution = worker.running, worker.execution
-                if running and execution:
+                if running := worker.running:
                     job, queue = running
                     ttl = worker.get_heartbeat_ttl(job)
-                    execution.heartbeat(queue.started_job_registry, ttl, pipeline=pipeline)
+                    for execution in list(worker.executions.values()):
+                        execution.heartbeat(queue.started_job_registry, ttl, pipeline=pipeline)
             pipeline.execute()
 
 

@@ -5,8 +5,8 @@
 ``blog.queues.Queue``). Each tick, the scheduler enqueues the jobs whose time has come, and
 sleeps until the next one is due, a tick at most.
 
-One scheduler at a time: each queue's lock (RQ's own ``rq:scheduler-lock:<queue>`` key, so a
-stock ``rq worker --with-scheduler`` on the same Redis takes turns with this one) is held for
+One scheduler at a time: each queue's lock (RQ's own scheduler lock, so a stock
+``rq worker --with-scheduler`` on the same Redis takes turns with this one) is held for
 ``lock_seconds`` and renewed every tick. RQ's lock lasts 61 s and a stock worker tries to take
 a free one only every 10 minutes, so a killed worker stalled every scheduled job and retry for
 that long; here every worker process asks for a free lock at each tick, so a dead scheduler is
@@ -20,20 +20,17 @@ import logging
 import time
 
 from redis import Redis
-from rq.job import Job
 from rq.registry import ScheduledJobRegistry
-from rq.scripts import ACQUIRE_OR_REFRESH_LOCK_SCRIPT, release_lock
 
+from blog import rq_internals
 from blog.queues import Queue
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "rq:scheduler-lock:{}"
 # The longest sleep between two looks at the registries: also how soon a job scheduled for
 # "now" by another process is seen.
 TICK = 0.1
 BATCH = 500
-LOCK_TAKEN = 0  # what RQ's lock script answers when another scheduler holds the lock
 
 
 def due_time(score: float) -> float:
@@ -51,7 +48,7 @@ class Scheduler:
         self.name = name
         self.lock_seconds = lock_seconds
         self.owned: set[str] = set()
-        self._lock = connection.register_script(ACQUIRE_OR_REFRESH_LOCK_SCRIPT)
+        self._lock = rq_internals.register_lock_script(connection)
 
     def tick(self, now: float | None = None) -> float:
         """Take or renew the locks and enqueue what is due, in one round trip when nothing is;
@@ -61,7 +58,7 @@ class Scheduler:
             for queue in self.queues:
                 key = ScheduledJobRegistry(queue=queue).key
                 self._lock(
-                    keys=[LOCK_KEY.format(queue.name)],
+                    keys=[rq_internals.scheduler_lock_key(queue.name)],
                     args=[self.name, self.lock_seconds],
                     client=pipeline,
                 )
@@ -71,12 +68,12 @@ class Scheduler:
         owned, next_due = set(), now + TICK
         per_queue = zip(replies[0::3], replies[1::3], replies[2::3], strict=True)
         for queue, (lock, candidates, upcoming) in zip(self.queues, per_queue, strict=True):
-            if lock == LOCK_TAKEN:
+            if lock == rq_internals.LOCK_TAKEN:
                 continue
             owned.add(queue.name)
             due = [job_id.decode() for job_id, score in candidates if due_time(score) <= now]
             if due:
-                self._enqueue(due, queue)
+                rq_internals.enqueue_due_jobs(self.connection, queue, due)
                 if len(candidates) == BATCH:
                     next_due = now  # there may be more: look again at once
             for _, score in [*candidates, *upcoming]:
@@ -89,20 +86,8 @@ class Scheduler:
         self.owned = owned
         return max(0.0, min(next_due - time.time(), TICK))
 
-    def _enqueue(self, job_ids: list[str], queue: Queue) -> None:
-        registry = ScheduledJobRegistry(queue=queue)
-        jobs = Job.fetch_many(job_ids, connection=self.connection)
-        with self.connection.pipeline() as pipeline:
-            for job_id, job in zip(job_ids, jobs, strict=True):
-                pipeline.zrem(registry.key, job_id)
-                if job is not None:
-                    queue._enqueue_job(
-                        job, pipeline=pipeline, at_front=job.should_enqueue_at_front()
-                    )
-            pipeline.execute()
-
     def release(self) -> None:
         """Let another scheduler take over at once (at a clean shutdown)."""
         for name in self.owned:
-            release_lock(self.connection, LOCK_KEY.format(name), self.name)
+            rq_internals.release_scheduler_lock(self.connection, name, self.name)
         self.owned = set()

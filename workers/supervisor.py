@@ -17,6 +17,9 @@ and, in its own single thread, the work that must go on whatever the jobs do:
   process fails on the configuration: then everything stops, with the error on one line.
 
 SIGTERM (or Ctrl+C) stops the processes, which finish or requeue their jobs, then this one.
+A process still running ``WORKER_SHUTDOWN_GRACE + STOP_PATIENCE + 2`` seconds after the stop
+(a work-horse or a thread that would not stop) is killed, with its work-horse, and its jobs
+recovered: the dyno is gone before a platform's SIGKILL, 30 s after its SIGTERM.
 ``--burst`` runs until the queues (and the due scheduled jobs) are empty: for tests and scripts.
 """
 
@@ -29,8 +32,10 @@ import signal
 import socket
 import sys
 import time
+from typing import NamedTuple
 
 from redis.exceptions import RedisError
+from rq.exceptions import StopRequested
 from rq.worker import Worker
 
 from blog.config import (
@@ -41,10 +46,17 @@ from blog.config import (
     worker_settings,
 )
 from blog.queues import QUEUE_NAMES, Queue
-from workers import process_app, recovery
-from workers.process import EXIT_RECYCLE, ProcessSettings, WorkerProcess
+from workers import process_app
+from workers.process import (
+    EXIT_RECYCLE,
+    STOP_PATIENCE,
+    STOP_SIGNALS,
+    ProcessSettings,
+    WorkerProcess,
+)
+from workers.recovery import Recovery
 from workers.scheduler import Scheduler
-from workers.worker import ForkWorker, process_prefix, worker_name
+from workers.worker import ForkWorker, new_boot_token, process_prefix
 
 log = logging.getLogger("workers.supervisor")
 
@@ -52,6 +64,8 @@ TICK = 0.1
 MAX_RESTART_PAUSE = 30
 # A process that ran this long before crashing resets the pause before restarts.
 STEADY_SECONDS = 60
+# Seconds past the stop's grace and patience before a process that is still there is killed.
+KILL_MARGIN = 2
 
 
 class Supervisor:
@@ -73,10 +87,12 @@ class Supervisor:
             name=f"{self.hostname}.{os.getpid()}",
             lock_seconds=max(2, round(2 * heartbeat)),
         )
-        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
+        self.recovery = Recovery(self.connection, QUEUE_NAMES)
+        self.children: dict[int, Child] = {}
         self.crashes = 0
         self.restarts: list[tuple[float, int]] = []  # (when, slot)
         self.stopping = False
+        self.stopped_at: float | None = None
         self.exit_code = 0
 
     @property
@@ -114,9 +130,10 @@ class Supervisor:
         while self.children or not self.stopping:
             self._reap()
             self._restart_due()
+            self._kill_overdue()
             pause = TICK
             if time.monotonic() >= next_sweep:
-                self._safely(recovery.sweep, self.connection, QUEUE_NAMES)
+                self._safely(self.recovery.sweep)
                 next_sweep = time.monotonic() + self.heartbeat
             if not self.stopping or self.children:
                 pause = self._safely(self.scheduler.tick) or TICK
@@ -139,24 +156,24 @@ class Supervisor:
         return self.exit_code
 
     def _spawn(self, slot: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(self._child(slot))
-        self.children[pid] = (slot, time.monotonic())
+        """Fork a worker process. SIGTERM and SIGINT stay blocked in it until it has its own
+        handlers: one sent before would run this process's handler there, and be lost."""
+        boot = new_boot_token()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(self._child(slot, process_prefix(self.hostname, os.getpid(), boot)))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        self.children[pid] = Child(slot, time.monotonic(), process_prefix(self.hostname, pid, boot))
 
-    def _child(self, slot: int) -> int:
+    def _child(self, slot: int, prefix: str) -> int:
         """The body of a forked process; its exit code."""
         code = 1
         try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            with self.app.app_context():
-                # Connections are not to be shared with the parent (see ForkWorker).
-                from blog.extensions import db
-
-                db.engine.dispose(close=False)
             if self.mode == "fork":
-                code = self._fork_worker()
+                code = self._fork_worker(prefix)
             else:
                 settings = ProcessSettings(
                     threads=self.threads(slot),
@@ -164,7 +181,7 @@ class Supervisor:
                     shutdown_grace=self.config["WORKER_SHUTDOWN_GRACE"],
                     memory_limit_mb=self.config["WORKER_MEMORY_LIMIT"],
                 )
-                process = WorkerProcess(self.connection, self.queues, settings)
+                process = WorkerProcess(self.connection, self.queues, settings, prefix)
                 code = process.run(burst=self.burst)
         except ConfigError as error:
             print(f"worker: {error}", file=sys.stderr, flush=True)
@@ -175,15 +192,24 @@ class Supervisor:
             logging.shutdown()
         return code
 
-    def _fork_worker(self) -> int:
+    def _fork_worker(self, prefix: str) -> int:
         worker = ForkWorker(
             self.queues,
-            name=worker_name(self.hostname, os.getpid(), 1),
+            name=f"{prefix}1",
             connection=self.connection,
             heartbeat=self.heartbeat,
             shutdown_grace=round(self.config["WORKER_SHUTDOWN_GRACE"]),
         )
-        worker.work(burst=self.burst, logging_level="WARNING")
+        # RQ's own handlers, in place before the signals are let in (work() installs them
+        # again); a stop before the work loop runs ends it at once.
+        signal.signal(signal.SIGTERM, worker.request_stop)
+        signal.signal(signal.SIGINT, worker.request_stop)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            worker.work(burst=self.burst, logging_level="WARNING")
+        except StopRequested:
+            if worker.birth_date is not None:
+                worker.register_death()
         return 0
 
     def _reap(self) -> None:
@@ -195,11 +221,12 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            slot, started = self.children.pop(pid)
-            self._after_exit(pid, slot, started, os.waitstatus_to_exitcode(status))
+            child = self.children.pop(pid)
+            self._after_exit(pid, child, os.waitstatus_to_exitcode(status))
 
-    def _after_exit(self, pid: int, slot: int, started: float, code: int) -> None:
-        self._bury(pid)
+    def _after_exit(self, pid: int, child: "Child", code: int) -> None:
+        self._bury(child.prefix)
+        slot, started = child.slot, child.started
         if code == EXIT_CONFIG_ERROR:
             log.error("worker process %s failed on the configuration: stopping", pid)
             self.exit_code = EXIT_CONFIG_ERROR
@@ -224,13 +251,12 @@ class Supervisor:
             if not self.stopping:
                 self._spawn(slot)
 
-    def _bury(self, pid: int) -> None:
+    def _bury(self, prefix: str) -> None:
         """Recover the jobs of a process that is gone, and stop listing its workers."""
-        prefix = process_prefix(self.hostname, pid)
 
         def bury():
             dead = [w for w in Worker.all(connection=self.connection) if w.name.startswith(prefix)]
-            recovery.sweep(self.connection, QUEUE_NAMES, dead_workers={w.name for w in dead})
+            self.recovery.sweep(dead_workers={w.name for w in dead})
             for worker in dead:
                 worker.register_death()
 
@@ -239,10 +265,21 @@ class Supervisor:
     def _request_stop(self, signum=None, frame=None) -> None:
         if not self.stopping:
             log.info("worker: stopping")
+            self.stopped_at = time.monotonic()
         self.stopping = True
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def _kill_overdue(self) -> None:
+        """Kill the processes (and their work-horses) still there long after the stop."""
+        budget = self.config["WORKER_SHUTDOWN_GRACE"] + STOP_PATIENCE + KILL_MARGIN
+        if self.stopped_at is None or time.monotonic() < self.stopped_at + budget:
+            return
+        for pid in list(self.children):
+            log.error("worker process %s did not stop in time: killing it", pid)
+            kill_tree(pid)
+        self.stopped_at = time.monotonic()  # and again later, should any still be there
 
     def _wait_for_redis(self) -> None:
         while not self.stopping:
@@ -261,6 +298,31 @@ class Supervisor:
             log.warning("worker: Redis: %s", error)
             time.sleep(1)
             return None
+
+
+class Child(NamedTuple):
+    slot: int
+    started: float
+    prefix: str  # what its workers' names start with
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants: a forking worker's work-horse runs in a
+    process group of its own, which a signal to the worker does not reach."""
+    for child in descendants(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            pids = [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+    return [grandchild for child in pids for grandchild in (child, *descendants(child))]
 
 
 def queue_list(value: str) -> list[str]:

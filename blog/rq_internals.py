@@ -1,0 +1,374 @@
+"""Everything the app does below RQ's public API: the one module to read when RQ changes.
+
+The rest of the app uses RQ's documented classes and functions only (``Queue``, ``Job``,
+``Retry``, the registries, ``Worker.all`` ...); ``tests/test_rq_internals.py`` fails if any other
+module imports a private name of RQ's, spells one of its Redis keys, or overrides one of its
+methods. What is here, and why each piece cannot use the public API:
+
+- **Keys and fields** RQ keeps in Redis: the records of a job (for ``flask jobs clear``), two
+  fields of many job hashes in one round trip (for the stats page), the entries of the started
+  registries and the worker names their executions record (for the recovery), the last
+  heartbeat of many workers, and the jobs a worker took off a queue but never registered.
+- **The scheduler's pieces:** RQ's lock script and key (so that a stock ``rq worker
+  --with-scheduler`` takes turns with ours), and moving a due job onto its queue.
+- **Failing an abandoned job** the way RQ's own clean-up does.
+- **Two worker classes** that adapt RQ's workers to the app's runtime (``workers.worker``
+  builds on them), and a queue class that keeps a scheduled job's exact due time. Each
+  override says which RQ behaviour it changes. The app's policy (logging, stats, what to do
+  with an interrupted job) lives in the subclasses, in the hooks these call.
+
+To upgrade RQ: change the pin in ``requirements.in`` (``make lock``), run
+``pytest tests/test_rq_internals.py`` (it starts by saying which RQ this module was written
+against), read RQ's changes to the modules named below, then run the whole suite and
+``make bench``. ``RQ_WRITTEN_AGAINST`` is the version this module was checked against.
+"""
+
+import time
+
+import rq
+from redis import Redis
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.scheduler import RQScheduler
+from rq.scripts import ACQUIRE_OR_REFRESH_LOCK_SCRIPT, release_lock
+from rq.utils import now, parse_composite_key
+from rq.worker import HerokuWorker, SimpleWorker, Worker
+
+RQ_WRITTEN_AGAINST = "3.0.0"
+
+PREFIX = Job.redis_job_namespace_prefix.split(":")[0]  # "rq", or RQ_KEY_PREFIX
+
+# Every record RQ keeps about a job, besides the queues and registries listing it: the job
+# hash (and its dependents set), its results stream, and its executions (a set per job, and
+# a hash per execution, which a worker's heartbeat writes to).            (rq/job.py,
+# rq/results.py, rq/executions.py, rq/intermediate_queue.py)
+JOB_RECORD_PATTERNS = (
+    Job.redis_job_namespace_prefix + "*",  # <prefix>:job:<id>, <prefix>:job:<id>:dependents
+    Result.get_key("*"),
+    f"{PREFIX}:executions:*",
+    f"{PREFIX}:execution:*",
+    f"{PREFIX}:queue:*:intermediate:first_seen:*",
+)
+
+
+# --- Job hashes ------------------------------------------------------------------------------
+
+
+def created_and_started(connection: Redis, job_ids: list[str]) -> list[tuple[bytes, bytes]]:
+    """Two fields of each job's hash, in one round trip (``Job.fetch_many`` would load every
+    job whole, and fail on a hash that a heartbeat wrote after the job was deleted).
+
+    ``created_at`` is empty if the job is gone; ``started_at`` is empty until it starts.
+    """
+    with connection.pipeline() as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), ["created_at", "started_at"])
+        return pipe.execute()
+
+
+def job_ids_with_a_hash(connection: Redis) -> set[str]:
+    """The ids of every job hash in this Redis database, wherever (or whether) it is listed."""
+    prefix = Job.redis_job_namespace_prefix
+    ids = set()
+    for key in connection.scan_iter(match=prefix + "*", count=1000):
+        rest = key.decode()[len(prefix) :]
+        if rest and ":" not in rest:  # not <prefix>:job:<id>:dependents
+            ids.add(rest)
+    return ids
+
+
+def delete_job_records(connection: Redis) -> int:
+    """Delete every record of every job, whatever state it was left in; return how many keys.
+
+    ``Job.delete`` cannot do this for a job whose worker was killed: it fetches each
+    execution, and fails on one whose hash expired or that a late heartbeat recreated.
+    """
+    deleted = 0
+    for pattern in JOB_RECORD_PATTERNS:
+        batch = []
+        for key in connection.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += connection.delete(*batch)
+                batch = []
+        if batch:
+            deleted += connection.delete(*batch)
+    return deleted
+
+
+# --- What the recovery reads -----------------------------------------------------------------
+
+
+def started_entries(connection: Redis, queue_names) -> list[tuple[str, str, str, str | None]]:
+    """Every running job, as ``(queue name, registry entry, job id, worker name)``, in two
+    round trips.
+
+    A started registry lists ``<job id>:<execution id>`` entries; the execution's hash names
+    the worker running it (rq/registry.py, rq/executions.py).
+    """
+    with connection.pipeline(transaction=False) as pipeline:
+        for name in queue_names:
+            pipeline.zrange(StartedJobRegistry(name, connection=connection).key, 0, -1)
+        per_queue = pipeline.execute()
+    entries = [
+        (name, entry.decode())
+        for name, members in zip(queue_names, per_queue, strict=True)
+        for entry in members
+    ]
+    if not entries:
+        return []
+    executions = [Execution.from_composite_key(entry, connection) for _, entry in entries]
+    with connection.pipeline(transaction=False) as pipeline:
+        for execution in executions:
+            pipeline.hget(execution.key, "worker_name")
+        names = [name.decode() if name else None for name in pipeline.execute()]
+    return [
+        (queue, entry, execution.job_id, name)
+        for (queue, entry), execution, name in zip(entries, executions, names, strict=True)
+    ]
+
+
+def alive_workers(connection: Redis, worker_names) -> set[str]:
+    """The workers among ``worker_names`` that are alive, in one round trip: their key is
+    there (it expires when they stop renewing it) and has no death recorded (RQ keeps a dead
+    worker's key for a minute, marked)."""
+    names = list(worker_names)
+    with connection.pipeline(transaction=False) as pipeline:
+        for name in names:
+            pipeline.hmget(Worker.redis_worker_namespace_prefix + name, ["birth", "death"])
+        replies = pipeline.execute()
+    return {
+        name for name, (birth, death) in zip(names, replies, strict=True) if birth and not death
+    }
+
+
+def take_started_entry(connection: Redis, queue_name: str, entry: str) -> bool:
+    """Remove ``entry`` from its queue's started registry; False if it was not there (another
+    sweeper, or the job's own end, got there first)."""
+    return bool(connection.zrem(StartedJobRegistry(queue_name, connection=connection).key, entry))
+
+
+def delete_execution(connection: Redis, job: Job, entry: str, pipeline) -> None:
+    job_id, execution_id = parse_composite_key(entry)
+    Execution(execution_id, job_id, connection=connection).delete(job, pipeline)
+
+
+def fail_abandoned(job: Job, message: str, pipeline, worker_name: str = "") -> None:
+    """Fail ``job`` as RQ's clean-up of abandoned jobs does: its status, the failed registry,
+    and a failure result, here naming the worker (rq/job_lifecycle.py)."""
+    job.set_status(JobStatus.FAILED, pipeline=pipeline)
+    job._handle_failure(message, pipeline, worker_name=worker_name)
+
+
+def unregistered_job_ids(connection: Redis, queues) -> set[tuple[str, str]]:
+    """The jobs a worker took off one of ``queues`` but has not registered as started (yet),
+    as ``(queue name, job id)``, in one round trip.
+
+    A worker serving one queue moves each job onto the queue's intermediate list before it
+    registers it (rq/intermediate_queue.py); one killed in between leaves it there. A worker
+    serving several queues pops jobs directly and leaves nothing here.
+    """
+    with connection.pipeline(transaction=False) as pipeline:
+        for queue in queues:
+            pipeline.lrange(queue.intermediate_queue_key, 0, -1)
+        replies = pipeline.execute()
+    return {
+        (queue.name, job_id.decode())
+        for queue, job_ids in zip(queues, replies, strict=True)
+        for job_id in job_ids
+    }
+
+
+_PUT_BACK = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[1])
+    return 1
+end
+return 0
+"""
+
+
+def put_back_unregistered(connection: Redis, queue, job_id: str) -> bool:
+    """Move a job left on ``queue``'s intermediate list back to the front of the queue, at
+    once (a script); False if it is no longer there."""
+    script = connection.register_script(_PUT_BACK)
+    return bool(script(keys=[queue.intermediate_queue_key, queue.key], args=[job_id]))
+
+
+# --- The scheduler ---------------------------------------------------------------------------
+
+LOCK_TAKEN = 0  # what RQ's lock script answers when another scheduler holds the lock
+
+
+def scheduler_lock_key(queue_name: str) -> str:
+    """RQ's scheduler lock for a queue (rq/scheduler.py)."""
+    return RQScheduler.get_locking_key(queue_name)
+
+
+def register_lock_script(connection: Redis):
+    """RQ's take-or-renew lock script: 0 when another owner holds it (rq/scripts.py)."""
+    return connection.register_script(ACQUIRE_OR_REFRESH_LOCK_SCRIPT)
+
+
+def release_scheduler_lock(connection: Redis, queue_name: str, owner: str) -> None:
+    release_lock(connection, scheduler_lock_key(queue_name), owner)
+
+
+def enqueue_due_jobs(connection: Redis, queue, job_ids: list[str]) -> None:
+    """Move due jobs from ``queue``'s scheduled registry onto the queue, as RQ's scheduler
+    does: the ordinary ones in one transaction, a rate-limited one in a transaction of its
+    own (rq/scheduler.py)."""
+    registry = ScheduledJobRegistry(queue=queue)
+    jobs = Job.fetch_many(job_ids, connection=connection)
+    limited = [job for job in jobs if job is not None and job.has_rate_limit]
+    with connection.pipeline() as pipeline:
+        for job_id, job in zip(job_ids, jobs, strict=True):
+            if job is None or not job.has_rate_limit:
+                pipeline.zrem(registry.key, job_id)
+            if job is not None and not job.has_rate_limit:
+                queue._enqueue_job(job, pipeline=pipeline, at_front=job.should_enqueue_at_front())
+        pipeline.execute()
+    for job in limited:
+        with connection.pipeline() as pipeline:
+            pipeline.zrem(registry.key, job.id)
+            queue._enqueue_rate_limited_job(
+                job, pipeline=pipeline, at_front=job.should_enqueue_at_front()
+            )
+            pipeline.execute()
+
+
+# --- Classes -------------------------------------------------------------------------------
+
+
+class ExactTimeQueue(rq.Queue):
+    """RQ's queue, keeping a scheduled job's due time to the microsecond."""
+
+    def schedule_job(self, job: Job, datetime, pipeline=None, unique: bool = False) -> Job:
+        # RQ stores the due time rounded down to the second (ScheduledJobRegistry.schedule),
+        # so a scheduler reading it back would run the job up to a second early.
+        job = super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
+        connection = pipeline if pipeline is not None else self.connection
+        key = ScheduledJobRegistry(queue=self).key
+        connection.zadd(key, {job.id: datetime.timestamp()}, xx=True)
+        return job
+
+
+def stop_taking_jobs(worker) -> None:
+    """Make ``worker`` stop once its current job (if any) ends: what RQ's SIGTERM handler
+    does, for a worker that gets no signals (a thread)."""
+    worker._stop_requested = True
+
+
+def stop_requested(worker) -> bool:
+    return worker._stop_requested
+
+
+class HookedWorker:
+    """What both worker classes add to RQ's: hooks around each job, and a say in what
+    becomes of a job stopped by an interruption. ``workers.worker`` fills them in."""
+
+    def job_started(self, job: Job, queue) -> None:
+        pass
+
+    def job_ended(self, job: Job, queue) -> None:
+        pass
+
+    def requeue_interrupted(self, job: Job, queue, execution) -> bool:
+        """Put an interrupted job back on its queue instead of failing it; True if done."""
+        return False
+
+    def execute_job(self, job, queue):
+        # RQ's extension point for running a job; the hooks run in the worker itself (never
+        # in a forked work-horse), so they run even when a work-horse is killed.
+        self.job_started(job, queue)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.job_ended(job, queue)
+
+    def handle_job_failure(
+        self, job, queue, started_job_registry=None, exc_string="", execution=None
+    ):
+        # RQ fails (or retries, using up a retry) every job that raised; a job interrupted
+        # because its worker stops goes back to its queue instead, when the hook says so.
+        if self.requeue_interrupted(job, queue, execution):
+            return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+
+class ThreadWorkerBase(HookedWorker, SimpleWorker):
+    """RQ's in-process worker, made to run as one of several threads of a process.
+
+    The process (``workers.process``) handles signals and commands for all its threads and
+    renews their keys and executions; RQ's per-job Redis writes that the process makes
+    instead are left out. A job is stopped by an exception raised in its thread.
+    """
+
+    # Seconds an idle thread waits for a job before it looks whether it should stop.
+    stop_check = 1.0
+    # Seconds between two looks at whether the workers are suspended (`rq suspend`).
+    suspension_check = 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._next_suspension_check = 0.0
+
+    def _install_signal_handlers(self):
+        # RQ installs SIGTERM/SIGINT handlers in work(); only a main thread may.
+        pass
+
+    def subscribe(self):
+        # RQ subscribes each worker to its command channel, with a thread and a connection;
+        # the process makes one subscription for all its threads.
+        pass
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        # RQ renews the worker key on its own three times a job; the process renews it every
+        # heartbeat, and it goes along here only with writes RQ makes anyway.
+        if pipeline is not None:
+            super().heartbeat(self.worker_ttl, pipeline)
+
+    def check_for_suspension(self, burst):
+        # RQ asks Redis before every job; once a second is soon enough to notice `rq suspend`.
+        if time.monotonic() >= self._next_suspension_check:
+            self._next_suspension_check = time.monotonic() + self.suspension_check
+            super().check_for_suspension(burst)
+
+    def set_state(self, state, pipeline=None):
+        # RQ writes "idle" after each job and again before it waits for the next one.
+        if pipeline is not None or state != self.get_state():
+            super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        # RQ writes the job's last heartbeat here, for a work-horse's parent to read; the
+        # process keeps each running job's execution alive instead.
+        job.ended_at = now()
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        # RQ blocks for the whole dequeue timeout, and notices a stop only from a signal; a
+        # thread waits in short steps and looks for a stop and `rq suspend` between them.
+        if timeout is None:  # burst: do not wait
+            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+        while True:
+            self.check_for_suspension(burst=False)  # returns once resumed, or stopping
+            if self._stop_requested:
+                return None
+            step = max(1, round(self.stop_check))
+            result = super().dequeue_job_and_maintain_ttl(step, max_idle_time=step)
+            if result is not None:
+                return result
+
+    def kill_horse(self, sig=None):
+        # RQ's stop-job command kills the work-horse; a thread has none, so it interrupts the
+        # job instead (the subclass raises an exception in the thread).
+        self.stop_running_job()
+
+    def stop_running_job(self) -> None:
+        raise NotImplementedError
+
+
+class ForkWorkerBase(HookedWorker, HerokuWorker):
+    """RQ's forking worker for platforms (SIGTERM: the work-horse gets a grace period, then
+    ``ShutDownImminentException``), with the hooks."""
