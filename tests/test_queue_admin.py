@@ -54,5 +54,3 @@ def test_clear_removes_what_a_killed_many_worker_run_leaves(app_ctx, run_jobs):
 def test_clear_on_an_empty_redis_removes_nothing(app_ctx):
     cleared = clear_all()
     assert (cleared.total, cleared.keys) == (0, 0)
-
-

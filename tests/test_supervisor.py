@@ -7,7 +7,7 @@ import pytest
 
 from blog.config import EXIT_CONFIG_ERROR
 from workers.process import EXIT_RECYCLE
-from workers.supervisor import Supervisor
+from workers.supervisor import Child, Supervisor
 
 
 @pytest.fixture
@@ -20,14 +20,16 @@ def supervisor(app, monkeypatch):
 
 
 def test_a_process_failing_on_the_configuration_stops_everything(supervisor):
-    supervisor._after_exit(pid=101, slot=0, started=time.monotonic(), code=EXIT_CONFIG_ERROR)
+    supervisor._after_exit(
+        101, Child(0, time.monotonic(), "host.101.boot."), code=EXIT_CONFIG_ERROR
+    )
     assert supervisor.stopping
     assert supervisor.exit_code == EXIT_CONFIG_ERROR
     assert supervisor.spawned == [] and supervisor.restarts == []
 
 
 def test_a_recycled_process_is_replaced_at_once(supervisor):
-    supervisor._after_exit(pid=101, slot=1, started=time.monotonic(), code=EXIT_RECYCLE)
+    supervisor._after_exit(101, Child(1, time.monotonic(), "host.101.boot."), code=EXIT_RECYCLE)
     assert supervisor.spawned == [1]
     assert not supervisor.stopping
 
@@ -35,10 +37,10 @@ def test_a_recycled_process_is_replaced_at_once(supervisor):
 def test_a_process_that_keeps_crashing_waits_longer_each_time(supervisor):
     pauses = []
     for pid in (101, 102, 103, 104):
-        supervisor._after_exit(pid=pid, slot=0, started=time.monotonic(), code=-9)
+        supervisor._after_exit(pid, Child(0, time.monotonic(), "host.pid.boot."), code=-9)
         when, _ = supervisor.restarts.pop()
         pauses.append(round(when - time.monotonic()))
     assert pauses == [1, 2, 4, 8]
     # One that ran for a while before it crashed starts over from a short pause.
-    supervisor._after_exit(pid=105, slot=0, started=time.monotonic() - 3600, code=-9)
+    supervisor._after_exit(105, Child(0, time.monotonic() - 3600, "host.105.boot."), code=-9)
     assert supervisor.crashes == 0

@@ -55,8 +55,10 @@ class JobLog:
     # work-horse reports it through Redis.
     outcome_in_memory = False
 
-    def __init__(self, *args, heartbeat: float, **kwargs):
-        super().__init__(*args, worker_ttl=int(heartbeat * DEAD_AFTER_HEARTBEATS), **kwargs)
+    def __init__(self, *args, heartbeat: float | None = None, **kwargs):
+        if heartbeat is not None:
+            kwargs["worker_ttl"] = int(heartbeat * DEAD_AFTER_HEARTBEATS)
+        super().__init__(*args, **kwargs)
         self.running: tuple[Job, Queue] | None = None
         self.interruption: BaseException | None = None
         self._started = 0.0
@@ -65,8 +67,10 @@ class JobLog:
     def _note_interruption(self, job, exc_type, exc_value, traceback) -> bool:
         """An exception handler (RQ calls it with what the job raised, before it handles the
         failure): remember what actually stopped the job."""
-        if isinstance(exc_value, interrupts.WorkerStopping | ShutDownImminentException):
+        if isinstance(exc_value, interrupts.WorkerStopping):
             self.interruption = exc_value
+        elif isinstance(exc_value, ShutDownImminentException):  # a work-horse's, at a SIGTERM
+            self.interruption = interrupts.WorkerStopping()
         return True  # and on to the next handler
 
     def job_started(self, job, queue):
@@ -95,13 +99,16 @@ class JobLog:
         stop = self.interruption
         if stop is None or job.has_rate_limit:  # a rate-limited job fails and retries as usual
             return False
-        if getattr(stop, "charged", True) and not self.may_requeue_interrupted(job):
+        if stop.charged and not self.may_requeue_interrupted(job):
             return False
         with self.connection.pipeline() as pipeline:
             queue.enqueue_job(job, pipeline=pipeline, at_front=True)  # first: it starts MULTI
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
             pipeline.execute()
-        log.warning("job %s: %s", job.id, stop.args[0] if stop.args else stop)
+        why = "its worker stopping" if stop.charged else "a stop that another job caused"
+        log.warning(
+            "job %s was interrupted by %s; back at the front of %s", job.id, why, queue.name
+        )
         return True
 
     def may_requeue_interrupted(self, job: Job) -> bool:

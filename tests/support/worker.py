@@ -2,8 +2,9 @@
 
 from rq.worker import SimpleWorker
 
+from blog.rq_internals import HookedWorker
 from workers.worker import JobLog
 
 
-class InProcessWorker(JobLog, SimpleWorker):
+class InProcessWorker(JobLog, HookedWorker, SimpleWorker):
     """Runs jobs in the test process itself, without forking or threads."""
