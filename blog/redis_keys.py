@@ -10,24 +10,11 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from blog import job_stats
+from blog import job_stats, rq_internals
 
 # First match wins, so a longer prefix comes before a shorter one it starts with.
 KINDS = (
-    ("rq:queue:", "queues"),  # a list of waiting job ids per queue
-    ("rq:job:", "jobs"),  # a hash per job: function, arguments, status, timestamps
-    ("rq:results:", "job results"),  # a stream per job: return values, tracebacks
-    ("rq:execution", "executions"),  # the jobs running now
-    ("rq:wip:", "started registries"),
-    ("rq:scheduled:", "scheduled registries"),  # scheduled and retrying jobs
-    ("rq:failed:", "failed registries"),
-    ("rq:finished:", "finished registries"),
-    ("rq:deferred:", "deferred registries"),
-    ("rq:canceled:", "canceled registries"),
-    ("rq:worker", "workers"),
-    ("rq:scheduler", "scheduler"),
-    ("rq:cron", "cron"),
-    ("rq:", "other rq"),
+    *rq_internals.KEY_KINDS,
     (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts

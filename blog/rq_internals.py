@@ -53,6 +53,29 @@ JOB_RECORD_PATTERNS = (
 )
 
 
+# What RQ's keys hold, by the prefix of their names; a longer prefix before a shorter one it
+# starts with.
+KEY_KINDS = tuple(
+    (f"{PREFIX}:{name}", kind)
+    for name, kind in (
+        ("queue:", "queues"),  # a list of waiting job ids per queue
+        ("job:", "jobs"),  # a hash per job: function, arguments, status, timestamps
+        ("results:", "job results"),  # a stream per job: return values, tracebacks
+        ("execution", "executions"),  # the jobs running now
+        ("wip:", "started registries"),
+        ("scheduled:", "scheduled registries"),  # scheduled and retrying jobs
+        ("failed:", "failed registries"),
+        ("finished:", "finished registries"),
+        ("deferred:", "deferred registries"),
+        ("canceled:", "canceled registries"),
+        ("worker", "workers"),
+        ("scheduler", "scheduler"),
+        ("cron", "cron"),
+        ("", "other rq"),
+    )
+)
+
+
 # --- Job hashes ------------------------------------------------------------------------------
 
 
