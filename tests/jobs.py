@@ -52,3 +52,25 @@ def session_probe(key: str, seconds: float) -> None:
     nap(seconds)
     get_current_job().connection.rpush(key, f"{os.getpid()} {id(db.session())} {backend}")
     db.session.rollback()
+
+
+def swallow_exceptions(key: str, seconds: float) -> None:
+    """Work for ``seconds`` the way much job code is written: every error caught and ignored."""
+    record_start(key)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:  # noqa: SIM105 (written as such jobs are)
+            nap(0.1)
+        except Exception:
+            pass
+
+
+def ignore_interrupts(key: str, seconds: float) -> None:
+    """Run for ``seconds`` whatever is raised in it: a job no interruption stops."""
+    record_start(key)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:  # noqa: SIM105 (written as such jobs are)
+            nap(0.1)
+        except BaseException:
+            pass

@@ -79,6 +79,7 @@ class WorkerProcess:
         self.exit_code = 0
         self._stop_deadline: float | None = None
         self._stop_reason: type[interrupts.WorkerStopping] = interrupts.WorkerStopping
+        self._abandoned: set[int] = set()  # the threads of the jobs it gave up on
 
     def run(self, burst: bool = False) -> int:
         """Work until stopped (or, with ``burst``, until the queues are empty); the exit code.
@@ -98,7 +99,7 @@ class WorkerProcess:
         monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
         monitor.start()
         try:
-            while any(thread.is_alive() for thread in self.threads):
+            while any(t.is_alive() and t.ident not in self._abandoned for t in self.threads):
                 if self._stop_deadline and time.monotonic() > self._stop_deadline + STOP_PATIENCE:
                     log.error("jobs did not stop in time; leaving them to the recovery sweep")
                     break
@@ -188,6 +189,7 @@ class WorkerProcess:
         if worker is None or worker.running is None or deadline.given_up:
             return
         deadline.given_up = True
+        self._abandoned.add(deadline.thread_id)
         if issubclass(deadline.reason, interrupts.WorkerStopping):
             return  # the stop's own interruption: the process is leaving already
         job, queue = worker.running
