@@ -271,3 +271,38 @@ def test_a_thread_worker_stops_when_asked_without_a_signal(app, live_redis):
     assert not thread.is_alive() and time.monotonic() - started < 3
     assert rq_internals.stop_requested(worker)
     assert worker.name not in {w.name for w in Worker.all(connection=live_redis)}
+
+
+def round_trips_per_job(worker_class, connection, **options) -> float:
+    """Redis round trips a worker makes per no-op job, over a burst of 10 and one of 30."""
+    from redis.connection import Connection
+
+    counts = []
+    for jobs_count in (10, 30):
+        queue = Queue("default", connection=connection)
+        queue.enqueue_many([Queue.prepare_data(jobs.noop) for _ in range(jobs_count)])
+        worker = worker_class(["default"], connection=connection, **options)
+        sent = 0
+        original = Connection.send_packed_command
+
+        def counting(self, command, check_health=True):
+            nonlocal sent
+            sent += 1
+            return original(self, command, check_health)
+
+        Connection.send_packed_command = counting
+        try:
+            worker.work(burst=True)
+        finally:
+            Connection.send_packed_command = original
+        counts.append(sent)
+    return (counts[1] - counts[0]) / 20
+
+
+@pytest.mark.integration
+def test_a_thread_worker_makes_at_most_ten_round_trips_a_job_where_rqs_makes_more(app, live_redis):
+    from workers.worker import ThreadWorker
+
+    ours = round_trips_per_job(ThreadWorker, live_redis, heartbeat=5)
+    rqs = round_trips_per_job(SimpleWorker, live_redis)
+    assert ours <= 10 < rqs, (ours, rqs)

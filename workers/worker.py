@@ -132,9 +132,9 @@ def final_status(job: Job, refresh: bool) -> JobStatus:
 class ThreadWorker(JobLog, ThreadWorkerBase):
     """One thread of a worker process, running one job at a time.
 
-    ``ThreadWorkerBase`` leaves out the Redis round trips a thread does not need: ten a job
-    where RQ's SimpleWorker makes eighteen. For short jobs, RQ's bookkeeping costs as much as
-    the job.
+    ``ThreadWorkerBase`` leaves out the Redis round trips a thread does not need: nine a job
+    where RQ's SimpleWorker makes twenty (``tests/test_rq_internals.py`` counts them). For
+    short jobs, RQ's bookkeeping costs as much as the job.
     """
 
     death_penalty_class = interrupts.Deadline
