@@ -277,19 +277,20 @@ def round_trips_per_job(worker_class, connection, **options) -> float:
     """Redis round trips a worker makes per no-op job, over a burst of 10 and one of 30."""
     from redis.connection import Connection
 
+    original = Connection.send_packed_command
+    sent = 0
+
+    def counting(self, command, check_health=True):
+        nonlocal sent
+        sent += 1
+        return original(self, command, check_health)
+
     counts = []
     for jobs_count in (10, 30):
         queue = Queue("default", connection=connection)
         queue.enqueue_many([Queue.prepare_data(jobs.noop) for _ in range(jobs_count)])
         worker = worker_class(["default"], connection=connection, **options)
         sent = 0
-        original = Connection.send_packed_command
-
-        def counting(self, command, check_health=True):
-            nonlocal sent
-            sent += 1
-            return original(self, command, check_health)
-
         Connection.send_packed_command = counting
         try:
             worker.work(burst=True)
