@@ -175,3 +175,32 @@ def test_a_worker_with_stuck_jobs_and_a_slow_redis_exits_within_30_seconds(
         slow.set()
         kill_tree(worker.pid)
     assert time.monotonic() - stopping < 30, (tmp_path / "worker.log").read_text()
+
+
+SIGTERM_AT_THE_FORK = """
+import os, signal
+from workers import process_app
+from workers.supervisor import Supervisor
+
+supervisor = Supervisor(process_app())
+supervisor._spawn(0)
+(pid,) = supervisor.children
+os.kill(pid, signal.SIGTERM)  # while the new process is still setting itself up
+_, status = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_a_sigterm_sent_as_a_process_is_forked_stops_it_cleanly(process_env, mode):
+    """Not lost (the process would run on), not fatal (it would die without a word): the
+    process stops as on any SIGTERM, once it has its own handler."""
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT_THE_FORK],
+        env={**process_env, "WORKER_MODE": mode},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split()[-2:] == ["exit", "0"], result.stdout + result.stderr
