@@ -65,6 +65,17 @@ def as_admin(auth, admin_id):
     auth.login(EMAILS["admin"])
 
 
+@pytest.fixture
+def worker_on_failed_job(app, failed_job):
+    """A worker whose name carries the script, with the failed job as its current job: RQ
+    finds a worker's job through the execution it records for it."""
+    with app.app_context():
+        connection = app.extensions["redis"]
+        worker = Worker([get_queue("default")], connection=connection, name=PAYLOAD)
+        worker.register_birth()
+        worker.prepare_execution(Job.fetch(failed_job, connection=connection))
+
+
 def status_of(client, method: str, url: str, **kwargs) -> int:
     with client.open(url, method=method, **kwargs) as response:
         return response.status_code
@@ -291,11 +302,9 @@ def admin_pages() -> list[str]:
     ]
 
 
-def test_a_script_in_a_failed_job_is_escaped_on_every_admin_page(app, client, as_admin, failed_job):
-    with app.app_context():
-        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
-        worker.register_birth()
-        worker.set_current_job_id(failed_job)
+def test_a_script_in_a_failed_job_is_escaped_on_every_admin_page(
+    client, as_admin, worker_on_failed_job
+):
     pages = admin_pages()
     assert len(pages) > 10
     for url in pages:
@@ -345,11 +354,9 @@ def render_in_node(page: str, name: str, data: dict) -> str:
     shutil.which("node") is None and not os.environ.get("CI"),
     reason="needs Node.js to run the templates (CI must have it)",
 )
-def test_the_dashboard_scripts_render_job_data_as_text(app, client, as_admin, failed_job):
-    with app.app_context():
-        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
-        worker.register_birth()
-        worker.set_current_job_id(failed_job)
+def test_the_dashboard_scripts_render_job_data_as_text(
+    client, as_admin, failed_job, worker_on_failed_job
+):
     job_page = client.get(f"/admin/rq/0/view/job/{failed_job}").text
     job = client.get(f"/admin/rq/0/data/job/{failed_job}.json").get_json()
     jobs_page = client.get("/admin/rq/0/view/jobs/default/failed/8/asc/1").text
