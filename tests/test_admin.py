@@ -16,6 +16,7 @@ from rq.job import Job, JobStatus
 
 from blog import create_app
 from blog.admin import dashboard
+from blog.queue_admin import clear_all
 from blog.queues import get_queue
 from tests.jobs import fail_with
 from tests.support import html
@@ -526,3 +527,24 @@ def test_requeue_all_puts_every_failed_job_back_on_its_queue(app, client, as_adm
     assert listed(client, "failed") == []
     assert sorted(listed(client, "queued")) == sorted(failed)
     assert {job_status(app, job_id) for job_id in failed} == {JobStatus.QUEUED}
+
+
+def test_the_workers_list_while_a_worker_runs_a_job_whose_records_were_cleared(
+    app, client, as_admin
+):
+    """``flask jobs clear`` while a job runs; then the worker's heartbeat writes one field of
+    the job's execution back, which RQ 3.0 cannot read (see queue_admin.running_job)."""
+    with app.app_context():
+        queue = get_queue("default")
+        worker = Worker([queue], connection=queue.connection, name="busy")
+        worker.register_birth()
+        queue.enqueue(demo, 0, "running")
+        take_next_job(worker)
+        clear_all()
+        with queue.connection.pipeline() as pipe:
+            worker.execution.heartbeat(queue.started_job_registry, ttl=60, pipeline=pipe)
+            pipe.execute()
+    response = client.get("/admin/rq/0/data/workers.json")
+    assert response.status_code == 200
+    (shown,) = response.get_json()["workers"]
+    assert (shown["name"], shown["state"], shown["current_job"]) == ("busy", "busy", "idle")
