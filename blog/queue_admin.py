@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
 from rq.registry import BaseRegistry
 
 from blog import rq_internals
@@ -94,10 +95,24 @@ def busy(workers: list[WorkerStats]) -> int:
     return sum(worker.state == "busy" for worker in workers)
 
 
+def running_job(worker: Worker) -> Job | None:
+    """The job ``worker`` is running, or None: also when its records cannot be read back.
+
+    RQ finds a worker's job through the execution record it keeps for it. ``clear_all``
+    deletes the records of a job that is still running, and the worker's next heartbeat
+    writes one field of its execution back: reading that, RQ 3.0 raises KeyError; reading a
+    job whose hash is gone, NoSuchJobError.
+    """
+    try:
+        return worker.get_current_job()
+    except (KeyError, NoSuchJobError):
+        return None
+
+
 def worker_stats() -> list[WorkerStats]:
     stats = []
     for worker in Worker.all(connection=redis_connection()):
-        job = worker.get_current_job()
+        job = running_job(worker)
         stats.append(
             WorkerStats(
                 name=worker.name,

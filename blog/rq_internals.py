@@ -50,6 +50,7 @@ JOB_RECORD_PATTERNS = (
     f"{PREFIX}:executions:*",
     f"{PREFIX}:execution:*",
     f"{PREFIX}:queue:*:intermediate:first_seen:*",
+    f"{PREFIX}:worker:*:executions",  # what each worker runs now
 )
 
 
@@ -68,6 +69,8 @@ KEY_KINDS = tuple(
         ("finished:", "finished registries"),
         ("deferred:", "deferred registries"),
         ("canceled:", "canceled registries"),
+        ("ready:", "ready registries"),  # dependents whose dependencies are done
+        ("rl", "rate limits"),
         ("worker", "workers"),
         ("scheduler", "scheduler"),
         ("cron", "cron"),

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,9 +16,11 @@ from rq.job import Job, JobStatus
 
 from blog import create_app
 from blog.admin import dashboard
+from blog.queue_admin import clear_all
 from blog.queues import get_queue
 from tests.jobs import fail_with
 from tests.support import html
+from tests.support.worker import take_next_job
 from workers.demo import demo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +66,17 @@ def failed_job(app, run_jobs) -> str:
 @pytest.fixture
 def as_admin(auth, admin_id):
     auth.login(EMAILS["admin"])
+
+
+@pytest.fixture
+def worker_on_failed_job(app, failed_job):
+    """A worker whose name carries the script, with the failed job as its current job: RQ
+    finds a worker's job through the execution it records for it."""
+    with app.app_context():
+        connection = app.extensions["redis"]
+        worker = Worker([get_queue("default")], connection=connection, name=PAYLOAD)
+        worker.register_birth()
+        worker.prepare_execution(Job.fetch(failed_job, connection=connection))
 
 
 def status_of(client, method: str, url: str, **kwargs) -> int:
@@ -291,11 +305,9 @@ def admin_pages() -> list[str]:
     ]
 
 
-def test_a_script_in_a_failed_job_is_escaped_on_every_admin_page(app, client, as_admin, failed_job):
-    with app.app_context():
-        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
-        worker.register_birth()
-        worker.set_current_job_id(failed_job)
+def test_a_script_in_a_failed_job_is_escaped_on_every_admin_page(
+    client, as_admin, worker_on_failed_job
+):
     pages = admin_pages()
     assert len(pages) > 10
     for url in pages:
@@ -345,11 +357,9 @@ def render_in_node(page: str, name: str, data: dict) -> str:
     shutil.which("node") is None and not os.environ.get("CI"),
     reason="needs Node.js to run the templates (CI must have it)",
 )
-def test_the_dashboard_scripts_render_job_data_as_text(app, client, as_admin, failed_job):
-    with app.app_context():
-        worker = Worker([get_queue("default")], connection=app.extensions["redis"], name=PAYLOAD)
-        worker.register_birth()
-        worker.set_current_job_id(failed_job)
+def test_the_dashboard_scripts_render_job_data_as_text(
+    client, as_admin, failed_job, worker_on_failed_job
+):
     job_page = client.get(f"/admin/rq/0/view/job/{failed_job}").text
     job = client.get(f"/admin/rq/0/data/job/{failed_job}.json").get_json()
     jobs_page = client.get("/admin/rq/0/view/jobs/default/failed/8/asc/1").text
@@ -424,3 +434,117 @@ def test_requeueing_a_job_that_has_not_failed_is_a_400(app, client, as_admin):
     assert response.status_code == 400
     assert "Only a failed job can be requeued." in response.text
     assert job_status(app, job.id) == JobStatus.QUEUED
+
+
+# A job in each of the dashboard's lists, on what RQ records
+
+LISTS = ("queued", "failed", "deferred", "started", "finished", "scheduled", "canceled")
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+def job_in_each_list(request, app, run_jobs) -> dict[str, str]:
+    """One job of queue ``default`` in each list, by the list's name; the started one is
+    held by the worker ``busy``. On fakeredis, then on the real Redis."""
+    if request.param == "redis":
+        request.getfixturevalue("live_redis")
+    with app.app_context():
+        queue = get_queue("default")
+        ids = {
+            "finished": queue.enqueue(demo, 0, "finished").id,
+            "failed": queue.enqueue(fail_with, "failed").id,
+        }
+        run_jobs()
+        worker = Worker([queue], connection=queue.connection, name="busy")
+        worker.register_birth()
+        queue.enqueue(demo, 0, "started")
+        ids["started"] = take_next_job(worker).id
+        ids["queued"] = queue.enqueue(demo, 0, "queued").id
+        ids["deferred"] = queue.enqueue(demo, 0, "deferred", depends_on=ids["queued"]).id
+        ids["scheduled"] = queue.enqueue_in(timedelta(hours=1), demo, 0, "scheduled").id
+        canceled = queue.enqueue(demo, 0, "canceled")
+        canceled.cancel()
+        ids["canceled"] = canceled.id
+    return ids
+
+
+def listed(client, name: str, order: str = "asc") -> list[str]:
+    url = f"/admin/rq/0/data/jobs/default/{name}/8/{order}/1.json"
+    return [job["id"] for job in client.get(url).get_json()["jobs"]]
+
+
+def test_each_list_shows_its_job_and_each_job_its_state(client, as_admin, job_in_each_list):
+    queues = client.get("/admin/rq/0/data/queues.json").get_json()["queues"]
+    (default,) = (queue for queue in queues if queue["name"] == "default")
+    assert default["count"] == 1
+    for name, job_id in job_in_each_list.items():
+        assert listed(client, name) == listed(client, name, "dsc") == [job_id], name
+        if name != "queued":
+            assert default[f"{name}_job_registry_count"] == 1, name
+        assert client.get(f"/admin/rq/0/view/jobs/default/{name}/8/asc/1").status_code == 200
+        assert client.get(f"/admin/rq/0/data/job/{job_id}.json").get_json()["status"] == name
+        assert client.get(f"/admin/rq/0/view/job/{job_id}").status_code == 200
+
+
+def test_the_workers_list_shows_the_job_a_worker_runs(client, as_admin, job_in_each_list):
+    assert client.get("/admin/rq/0/view/workers").status_code == 200
+    (worker,) = client.get("/admin/rq/0/data/workers.json").get_json()["workers"]
+    assert (worker["name"], worker["state"], worker["queues"]) == ("busy", "busy", ["default"])
+    assert worker["current_job"]["job_id"] == job_in_each_list["started"]
+
+
+@pytest.mark.parametrize("name", LISTS)
+def test_delete_takes_a_job_off_any_list(app, client, as_admin, job_in_each_list, name):
+    job_id = job_in_each_list[name]
+    response = client.post(f"/admin/rq/job/{job_id}/delete", headers=SAME_ORIGIN)
+    assert response.get_json() == {"status": "OK"}
+    assert client.get(f"/admin/rq/0/data/job/{job_id}.json").status_code == 404
+    assert listed(client, name) == []
+    others = {other: [kept] for other, kept in job_in_each_list.items() if other != name}
+    assert {other: listed(client, other) for other in others} == others
+    # A running job's record goes with it: its worker no longer shows it.
+    (worker,) = client.get("/admin/rq/0/data/workers.json").get_json()["workers"]
+    assert (worker["current_job"] == "idle") == (name == "started")
+
+
+@pytest.mark.parametrize("name", LISTS)
+def test_empty_deletes_the_jobs_of_one_list(app, client, as_admin, job_in_each_list, name):
+    response = client.post(f"/admin/rq/queue/default/{name}/empty", headers=SAME_ORIGIN)
+    assert response.get_json() == {"status": "OK"}
+    assert listed(client, name) == []
+    with app.app_context():
+        assert not Job.exists(job_in_each_list[name], connection=app.extensions["redis"])
+    others = {other: [kept] for other, kept in job_in_each_list.items() if other != name}
+    assert {other: listed(client, other) for other in others} == others
+
+
+def test_requeue_all_puts_every_failed_job_back_on_its_queue(app, client, as_admin, run_jobs):
+    with app.app_context():
+        queue = get_queue("default")
+        failed = [queue.enqueue(fail_with, f"failure {n}").id for n in range(3)]
+    run_jobs()
+    response = client.post("/admin/rq/requeue/default", headers=SAME_ORIGIN)
+    assert response.get_json() == {"status": "OK", "count": 3}
+    assert listed(client, "failed") == []
+    assert sorted(listed(client, "queued")) == sorted(failed)
+    assert {job_status(app, job_id) for job_id in failed} == {JobStatus.QUEUED}
+
+
+def test_the_workers_list_while_a_worker_runs_a_job_whose_records_were_cleared(
+    app, client, as_admin
+):
+    """``flask jobs clear`` while a job runs; then the worker's heartbeat writes one field of
+    the job's execution back, which RQ 3.0 cannot read (see queue_admin.running_job)."""
+    with app.app_context():
+        queue = get_queue("default")
+        worker = Worker([queue], connection=queue.connection, name="busy")
+        worker.register_birth()
+        queue.enqueue(demo, 0, "running")
+        take_next_job(worker)
+        clear_all()
+        with queue.connection.pipeline() as pipe:
+            worker.execution.heartbeat(queue.started_job_registry, ttl=60, pipeline=pipe)
+            pipe.execute()
+    response = client.get("/admin/rq/0/data/workers.json")
+    assert response.status_code == 200
+    (shown,) = response.get_json()["workers"]
+    assert (shown["name"], shown["state"], shown["current_job"]) == ("busy", "busy", "idle")

@@ -3,9 +3,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rq import Worker
 from rq.job import Job
+from rq.worker import WorkerStatus
 
 from blog.queues import get_queue
+from tests.support.worker import take_next_job
 
 
 def invoke(runner, *args, **kwargs):
@@ -115,6 +118,23 @@ def test_stats_shows_every_queue(runner, app):
     assert rows["default"][:2] == ["0", "1"]
     assert rows["urgent"][:7] == ["0"] * 7
     assert "workers: 0 (0 busy)" in lines
+
+
+def test_stats_shows_the_job_each_worker_runs(runner, app):
+    invoke(runner, "demo", "--queue", "low")
+    with app.app_context():
+        queue = get_queue("low")
+        idle = Worker([get_queue("default")], connection=queue.connection, name="idle-one")
+        idle.register_birth()
+        idle.set_state(WorkerStatus.IDLE)
+        busy = Worker([queue], connection=queue.connection, name="busy-one")
+        busy.register_birth()
+        job = take_next_job(busy)
+    lines = invoke(runner, "stats").stdout.splitlines()
+    assert "workers: 2 (1 busy)" in lines
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  ")}
+    assert rows["busy-one"] == ["busy", "low", "workers.demo.demo", f"({job.id})"]
+    assert rows["idle-one"] == ["idle", "default", "-"]
 
 
 def test_stats_tells_retrying_jobs_from_scheduled_ones(runner, app, run_jobs):

@@ -1,7 +1,10 @@
 """``flask jobs wait``: returns once no job is waiting or running; the docs' way to wait on
 state instead of time."""
 
-from blog.queues import backoff, enqueue
+from rq import Worker
+
+from blog.queues import backoff, enqueue, get_queue
+from tests.support.worker import take_next_job
 from workers.demo import demo
 
 
@@ -28,3 +31,15 @@ def test_retries_count_as_waiting_only_when_asked(runner, app, run_jobs):
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["jobs", "wait", "--retries", "--timeout", "0"])
     assert "Still 1 job(s) waiting" in result.output
+
+
+def test_a_job_a_worker_is_running_counts_as_running(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "taken by a worker that is still at it")
+        queue = get_queue("default")
+        worker = Worker([queue], connection=queue.connection)
+        worker.register_birth()
+        take_next_job(worker)
+    result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
+    assert result.exit_code == 1
+    assert "Still 0 job(s) waiting and 1 running after 0 s." in result.output

@@ -1,15 +1,17 @@
 """Clearing the queues, whatever state RQ's records were left in."""
 
+from rq import Worker
 from rq.executions import Execution
 from rq.job import JobStatus
 
-from blog.queue_admin import clear_all
+from blog.queue_admin import WorkerStats, clear_all, worker_stats
 from blog.queues import enqueue, get_queue, redis_connection
+from tests.support.worker import take_next_job
 from workers.demo import demo
 
 
 def leave_a_job_as_a_killed_worker_does(queue, message: str, heartbeat_after_expiry: bool):
-    """A worker took the job and started an execution, as RQ 2.12's worker writes them,
+    """A worker took the job and started an execution, as RQ's worker writes them,
     then died; the execution's hash expired. With ``heartbeat_after_expiry``, the worker's
     last heartbeat landed after that and wrote one field of it back."""
     job = enqueue(demo, 0, message)
@@ -54,3 +56,18 @@ def test_clear_removes_what_a_killed_many_worker_run_leaves(app_ctx, run_jobs):
 def test_clear_on_an_empty_redis_removes_nothing(app_ctx):
     cleared = clear_all()
     assert (cleared.total, cleared.keys) == (0, 0)
+
+
+def test_a_worker_still_running_a_cleared_job_shows_as_busy_with_no_job(app_ctx):
+    """Its heartbeat after the clear writes one field of the job's execution back."""
+    queue = get_queue("default")
+    worker = Worker([queue], connection=queue.connection, name="busy")
+    worker.register_birth()
+    job = enqueue(demo, 0, "running")
+    take_next_job(worker)
+    assert worker_stats() == [WorkerStats("busy", "busy", ["default"], job.id, "workers.demo.demo")]
+    clear_all()
+    with queue.connection.pipeline() as pipe:
+        worker.execution.heartbeat(queue.started_job_registry, ttl=60, pipeline=pipe)
+        pipe.execute()
+    assert worker_stats() == [WorkerStats("busy", "busy", ["default"], None, None)]

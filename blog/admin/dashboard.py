@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import rq_dashboard
 from flask import Flask, abort, current_app, request
 from redis.exceptions import ResponseError
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JOB_ID_PATTERN, Job
 from rq_dashboard import web as upstream
@@ -26,6 +26,7 @@ from blog.bad_input import ID_MAX
 from blog.config import without_password
 from blog.errors import render_error
 from blog.extensions import csrf
+from blog.queue_admin import running_job
 from blog.queues import QUEUE_NAMES, get_queue, redis_connection
 from blog.security_headers import SITE_POLICY, with_policy
 
@@ -95,7 +96,7 @@ def compact_queue(queue_name: str):
 
 def job_info(instance_number: int, job_id: str):
     """The dashboard's data for one job, which also works for a job with dependencies:
-    rq-dashboard 0.9 decodes their ids, which RQ 2 hands over decoded already."""
+    rq-dashboard 0.9 decodes their ids, which RQ hands over decoded already."""
     job = Job.fetch(
         job_id, serializer=upstream.config.serializer, connection=current_app.redis_conn
     )
@@ -132,6 +133,30 @@ def list_queues(instance_number: int):
     return {"queues": serialize_queues(instance_number, queues)}, NO_STORE
 
 
+def list_workers(instance_number: int):
+    """The dashboard's list of workers, which also works while a worker runs a job whose
+    records RQ cannot read back (see ``blog.queue_admin.running_job``)."""
+    workers = [
+        {
+            "name": worker.name,
+            "pid": worker.pid,
+            "queues": worker.queue_names(),
+            "state": str(worker.get_state()),
+            "current_job": upstream.serialize_current_job(running_job(worker)),
+            "last_heartbeat": worker.last_heartbeat,
+            "birth_date": worker.birth_date,
+            "successful_job_count": worker.successful_job_count,
+            "failed_job_count": worker.failed_job_count,
+            "total_working_time": worker.total_working_time,
+            "version": worker.version,
+            "python_version": worker.python_version,
+        }
+        for worker in Worker.all(connection=current_app.redis_conn)
+    ]
+    workers.sort(key=lambda w: (w["state"], w["queues"], w["name"]))
+    return {"workers": workers}, NO_STORE
+
+
 def job_not_found(error: NoSuchJobError):
     return render_error(404, "There is no job with this id: it may have expired.")
 
@@ -148,9 +173,11 @@ def init_app(app: Flask) -> None:
     # password (the one its header shows); ours comes first and hands it the app's client.
     hooks.remove(upstream.push_rq_connection)
     hooks.insert(0, before_dashboard_request)
-    # Two of its views fail on what RQ 2 does; these take their place in this app only.
+    # Three of its views fail on what RQ does, and one lists too little; ours take their
+    # place in this app only.
     app.view_functions[f"{NAME}.compact_queue"] = compact_queue
     app.view_functions[f"{NAME}.job_info"] = job_info
+    app.view_functions[f"{NAME}.list_workers"] = list_workers
     app.view_functions[f"{NAME}.list_queues"] = list_queues
     for endpoint, view in list(app.view_functions.items()):
         if endpoint.startswith(f"{NAME}."):
