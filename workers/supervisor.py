@@ -17,9 +17,10 @@ and, in its own single thread, the work that must go on whatever the jobs do:
   process fails on the configuration: then everything stops, with the error on one line.
 
 SIGTERM (or Ctrl+C) stops the processes, which finish or requeue their jobs, then this one.
-A process still running ``WORKER_SHUTDOWN_GRACE + STOP_PATIENCE + 2`` seconds after the stop
-(a work-horse or a thread that would not stop) is killed, with its work-horse, and its jobs
-recovered: the dyno is gone before a platform's SIGKILL, 30 s after its SIGTERM.
+A process still running ``WORKER_SHUTDOWN_GRACE + STOP_PATIENCE + 1`` seconds after the stop
+(a work-horse or a thread that would not stop) is killed, with its work-horse, and from then
+on nothing waits on Redis: its jobs are left to the next recovery sweep (any dyno's, or this
+one's next boot). So the dyno is gone before a platform's SIGKILL, 30 s after its SIGTERM.
 ``--burst`` runs until the queues (and the due scheduled jobs) are empty: for tests and scripts.
 """
 
@@ -65,7 +66,7 @@ MAX_RESTART_PAUSE = 30
 # A process that ran this long before crashing resets the pause before restarts.
 STEADY_SECONDS = 60
 # Seconds past the stop's grace and patience before a process that is still there is killed.
-KILL_MARGIN = 2
+KILL_MARGIN = 1
 
 
 class Supervisor:
@@ -93,6 +94,7 @@ class Supervisor:
         self.restarts: list[tuple[float, int]] = []  # (when, slot)
         self.stopping = False
         self.stopped_at: float | None = None
+        self.killed: set[int] = set()
         self.exit_code = 0
 
     @property
@@ -132,13 +134,15 @@ class Supervisor:
             self._restart_due()
             self._kill_overdue()
             pause = TICK
-            if time.monotonic() >= next_sweep:
-                self._safely(self.recovery.sweep)
-                next_sweep = time.monotonic() + self.heartbeat
-            if not self.stopping or self.children:
-                pause = self._safely(self.scheduler.tick) or TICK
+            if not self.out_of_time:  # past it, nothing more that waits on Redis
+                if time.monotonic() >= next_sweep:
+                    self._safely(self.recovery.sweep)
+                    next_sweep = time.monotonic() + self.heartbeat
+                if not self.stopping or self.children:
+                    pause = self._safely(self.scheduler.tick) or TICK
             time.sleep(pause)
-        self._safely(self.scheduler.release)
+        if not self.out_of_time:
+            self._safely(self.scheduler.release)
         return self.exit_code
 
     def _run_burst(self) -> int:
@@ -225,7 +229,8 @@ class Supervisor:
             self._after_exit(pid, child, os.waitstatus_to_exitcode(status))
 
     def _after_exit(self, pid: int, child: "Child", code: int) -> None:
-        self._bury(child.prefix)
+        if not self.out_of_time:
+            self._bury(child.prefix)
         slot, started = child.slot, child.started
         if code == EXIT_CONFIG_ERROR:
             log.error("worker process %s failed on the configuration: stopping", pid)
@@ -271,15 +276,20 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    @property
+    def out_of_time(self) -> bool:
+        """Whether the stop has run past its budget: kill what is left, wait for nothing."""
+        budget = self.config["WORKER_SHUTDOWN_GRACE"] + STOP_PATIENCE + KILL_MARGIN
+        return self.stopped_at is not None and time.monotonic() >= self.stopped_at + budget
+
     def _kill_overdue(self) -> None:
         """Kill the processes (and their work-horses) still there long after the stop."""
-        budget = self.config["WORKER_SHUTDOWN_GRACE"] + STOP_PATIENCE + KILL_MARGIN
-        if self.stopped_at is None or time.monotonic() < self.stopped_at + budget:
+        if not self.out_of_time:
             return
-        for pid in list(self.children):
+        for pid in set(self.children) - self.killed:
             log.error("worker process %s did not stop in time: killing it", pid)
             kill_tree(pid)
-        self.stopped_at = time.monotonic()  # and again later, should any still be there
+            self.killed.add(pid)
 
     def _wait_for_redis(self) -> None:
         while not self.stopping:
