@@ -246,11 +246,37 @@ def stats_command():
             f"{q.name:<8} {q.waiting:>8} {q.scheduled:>9} {q.retrying:>8} {q.started:>8} "
             f"{q.failed:>7} {q.deferred:>8} {q.finished:>8} {q.latency:>7.1f}s"
         )
+    paused = queue_admin.paused_queues(redis_connection())
+    if paused:
+        click.echo(f"paused: {', '.join(name for name in QUEUE_NAMES if name in paused)}")
     workers = queue_admin.worker_stats()
     click.echo(f"\nworkers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:
         doing = f"{w.job_func} ({w.job_id})" if w.job_id else "-"
         click.echo(f"  {w.name:<40} {w.state:<10} {','.join(w.queues):<28} {doing}")
+
+
+@jobs.command("pause")
+@click.argument("queue", type=click.Choice(QUEUE_NAMES))
+def pause_command(queue):
+    """Take no more jobs from QUEUE (it still accepts them) until `flask jobs resume`."""
+    if queue_admin.pause(queue):
+        click.echo(
+            f"{queue} paused: the workers take none of its jobs within 2 s; "
+            f"jobs enqueued meanwhile wait. `flask jobs resume {queue}` to go on."
+        )
+    else:
+        click.echo(f"{queue} was paused already.")
+
+
+@jobs.command("resume")
+@click.argument("queue", type=click.Choice(QUEUE_NAMES))
+def resume_command(queue):
+    """Let the workers take QUEUE's jobs again."""
+    if queue_admin.resume(queue):
+        click.echo(f"{queue} resumed.")
+    else:
+        click.echo(f"{queue} was not paused.")
 
 
 @jobs.command("clear")

@@ -11,7 +11,28 @@ from rq.job import Job
 from rq.registry import BaseRegistry
 
 from blog import rq_internals
-from blog.queues import QUEUE_NAMES, get_queue, redis_connection
+from blog.queues import QUEUE_NAMES, check_queue_name, get_queue, redis_connection
+
+# The queues the workers take no jobs from for now (a Redis set of names): Sidekiq's queue
+# pause, which RQ does not have. A paused queue still accepts jobs.
+PAUSED_KEY = "blog:paused-queues"
+
+
+def pause(name: str) -> bool:
+    """Pause queue ``name``: every worker stops taking its jobs within two seconds (a job
+    running now finishes). False if it was paused already."""
+    check_queue_name(name)
+    return bool(redis_connection().sadd(PAUSED_KEY, name))
+
+
+def resume(name: str) -> bool:
+    """Let the workers take queue ``name``'s jobs again; False if it was not paused."""
+    check_queue_name(name)
+    return bool(redis_connection().srem(PAUSED_KEY, name))
+
+
+def paused_queues(connection) -> set[str]:
+    return {name.decode() for name in connection.smembers(PAUSED_KEY)}
 
 
 def registries(queue: Queue) -> dict[str, BaseRegistry]:
@@ -37,6 +58,7 @@ class QueueStats:
     deferred: int
     finished: int
     latency: float  # seconds the oldest waiting job has waited
+    paused: bool = False  # the workers take none of its jobs (flask jobs pause)
 
 
 @dataclass
@@ -72,6 +94,7 @@ def scheduled_and_retrying(queue: Queue) -> tuple[int, int]:
 
 def queue_stats() -> list[QueueStats]:
     stats = []
+    paused = paused_queues(redis_connection())
     for name in QUEUE_NAMES:
         queue = get_queue(name)
         scheduled, retrying = scheduled_and_retrying(queue)
@@ -86,6 +109,7 @@ def queue_stats() -> list[QueueStats]:
                 deferred=queue.deferred_job_registry.count,
                 finished=queue.finished_job_registry.count,
                 latency=latency(queue),
+                paused=name in paused,
             )
         )
     return stats

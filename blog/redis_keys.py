@@ -11,11 +11,13 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from blog import job_stats, rq_internals
+from blog.queue_admin import PAUSED_KEY
 
 # First match wins, so a longer prefix comes before a shorter one it starts with.
 KINDS = (
     *rq_internals.KEY_KINDS,
-    (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
+    (f"{job_stats.KEY_PREFIX}:", "job counters"),
+    (PAUSED_KEY, "paused queues"),  # this app's processed and failed totals
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )

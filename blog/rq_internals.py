@@ -288,8 +288,17 @@ def stop_taking_jobs(worker) -> None:
 
 
 class HookedWorker:
-    """What both worker classes add to RQ's: hooks around each job, and a say in what
-    becomes of a job stopped by an interruption. ``workers.worker`` fills them in."""
+    """What both worker classes add to RQ's: hooks around each job, a say in which queues it
+    takes jobs from and in what becomes of a job stopped by an interruption, and a stop that
+    needs no signal. ``workers.worker`` fills the hooks in."""
+
+    # Seconds an idle worker waits for a job before it looks again at whether it should stop
+    # and which queues it serves.
+    stop_check = 1
+
+    def queues_to_serve(self, queues: list) -> list:
+        """The queues, of ``queues``, to take a job from now (none: wait)."""
+        return queues
 
     def job_started(self, job: Job, queue) -> None:
         pass
@@ -310,6 +319,28 @@ class HookedWorker:
         finally:
             self.job_ended(job, queue)
 
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        # RQ blocks on all its queues for the whole dequeue timeout and notices a stop only
+        # from a signal (which a thread never gets); this waits in short steps, and looks
+        # between them for a stop, `rq suspend`, and which queues to serve (paused, quiet).
+        while True:
+            self._ordered_queues = self.queues_to_serve(self.queues)
+            if timeout is None:  # burst: do not wait
+                if not self._ordered_queues:
+                    return None
+                return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+            self.check_for_suspension(burst=False)  # returns once resumed, or stopping
+            if self._stop_requested:
+                return None
+            if not self._ordered_queues:
+                time.sleep(self.stop_check)
+                continue
+            result = super().dequeue_job_and_maintain_ttl(
+                self.stop_check, max_idle_time=self.stop_check
+            )
+            if result is not None:
+                return result
+
     def handle_job_failure(
         self, job, queue, started_job_registry=None, exc_string="", execution=None
     ):
@@ -328,8 +359,6 @@ class ThreadWorkerBase(HookedWorker, SimpleWorker):
     instead are left out. A job is stopped by an exception raised in its thread.
     """
 
-    # Seconds an idle thread waits for a job before it looks whether it should stop.
-    stop_check = 1
     # Seconds between two looks at whether the workers are suspended (`rq suspend`).
     suspension_check = 1
 
@@ -367,21 +396,6 @@ class ThreadWorkerBase(HookedWorker, SimpleWorker):
         # RQ writes the job's last heartbeat here, for a work-horse's parent to read; the
         # process keeps each running job's execution alive instead.
         job.ended_at = now()
-
-    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        # RQ blocks for the whole dequeue timeout, and notices a stop only from a signal; a
-        # thread waits in short steps and looks for a stop and `rq suspend` between them.
-        if timeout is None:  # burst: do not wait
-            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
-        while True:
-            self.check_for_suspension(burst=False)  # returns once resumed, or stopping
-            if self._stop_requested:
-                return None
-            result = super().dequeue_job_and_maintain_ttl(
-                self.stop_check, max_idle_time=self.stop_check
-            )
-            if result is not None:
-                return result
 
     def kill_horse(self, sig=None):
         # RQ's stop-job command kills the work-horse; a thread has none, so it interrupts the

@@ -17,7 +17,9 @@ monitor thread, every tenth of a second:
 - recycles the process, in the same way, when one of its threads dies (RQ's work loop quits
   on an error it does not expect, such as Redis timing out).
 
-The process's main thread handles the signals: SIGTERM (or SIGINT) stops taking jobs, lets the
+The process's main thread handles the signals. SIGTSTP quiets it, as it does a Sidekiq
+process before a deploy: its threads take no more jobs, the running ones finish, and it waits
+for its SIGTERM. SIGTERM (or SIGINT) stops taking jobs, lets the
 running ones finish for ``WORKER_SHUTDOWN_GRACE`` seconds, then interrupts them, and they go
 back to the front of their queues. A job that does not stop even then is left to the
 recovery sweep, and the process exits ``STOP_PATIENCE`` seconds later.
@@ -44,7 +46,8 @@ MONITOR_TICK = 0.1
 STOP_PATIENCE = 5
 
 EXIT_RECYCLE = 3  # asks the supervisor for a fresh process at once
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# What a worker process handles: SIGTERM and SIGINT stop it, SIGTSTP quiets it.
+HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGTSTP}
 
 
 @dataclass(frozen=True)
@@ -84,11 +87,12 @@ class WorkerProcess:
     def run(self, burst: bool = False) -> int:
         """Work until stopped (or, with ``burst``, until the queues are empty); the exit code.
 
-        The supervisor forks this process with SIGTERM and SIGINT blocked: one sent before
-        the handlers below are in place waits for them, instead of being lost."""
+        The supervisor forks this process with its signals blocked: one sent before the
+        handlers below are in place waits for them, instead of being lost."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.signal(signal.SIGTSTP, self._quiet)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         pubsub = self._subscribe()
         self.threads = [
             threading.Thread(target=worker.run, args=(burst,), name=worker.name, daemon=True)
@@ -142,6 +146,11 @@ class WorkerProcess:
 
     def _request_stop(self, signum, frame) -> None:
         self.stop(f"got {signal.Signals(signum).name}")
+
+    def _quiet(self, signum=None, frame=None) -> None:
+        log.info("worker process %s quiet: no more jobs; waiting for SIGTERM", os.getpid())
+        for worker in self.workers:
+            worker.quiet = True
 
     def _subscribe(self):
         """One subscription for the commands sent to any of the threads (stop-job, ...)."""

@@ -16,7 +16,9 @@ and, in its own single thread, the work that must go on whatever the jobs do:
   after a crash (so a job that crashes its process cannot spin the dyno), and never when a
   process fails on the configuration: then everything stops, with the error on one line.
 
-SIGTERM (or Ctrl+C) stops the processes, which finish or requeue their jobs, then this one.
+SIGTSTP quiets every process (no more jobs; the running ones finish), a fresh one included,
+before a deploy's SIGTERM. SIGTERM (or Ctrl+C) stops the processes, which finish or requeue
+their jobs, then this one.
 A process still running ``WORKER_SHUTDOWN_GRACE + STOP_PATIENCE + 1`` seconds after the stop
 (a work-horse or a thread that would not stop) is killed, with its work-horse, and from then
 on nothing waits on Redis: its jobs are left to the next recovery sweep (any dyno's, or this
@@ -50,8 +52,8 @@ from blog.queues import QUEUE_NAMES, Queue
 from workers import process_app
 from workers.process import (
     EXIT_RECYCLE,
+    HANDLED_SIGNALS,
     STOP_PATIENCE,
-    STOP_SIGNALS,
     ProcessSettings,
     WorkerProcess,
 )
@@ -95,6 +97,7 @@ class Supervisor:
         self.stopping = False
         self.stopped_at: float | None = None
         self.killed: set[int] = set()
+        self.quiet = False
         self.exit_code = 0
 
     @property
@@ -111,6 +114,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTSTP, self._quiet)
         self._wait_for_redis()
         log.info(
             "worker: %s jobs at a time, %s, on %s",
@@ -160,17 +164,19 @@ class Supervisor:
         return self.exit_code
 
     def _spawn(self, slot: int) -> None:
-        """Fork a worker process. SIGTERM and SIGINT stay blocked in it until it has its own
-        handlers: one sent before would run this process's handler there, and be lost."""
+        """Fork a worker process. The signals it handles stay blocked in it until it has its
+        own handlers: one sent before would run this process's handler there, and be lost."""
         boot = new_boot_token()
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
                 os._exit(self._child(slot, process_prefix(self.hostname, os.getpid(), boot)))
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         self.children[pid] = Child(slot, time.monotonic(), process_prefix(self.hostname, pid, boot))
+        if self.quiet:
+            os.kill(pid, signal.SIGTSTP)
 
     def _child(self, slot: int, prefix: str) -> int:
         """The body of a forked process; its exit code."""
@@ -208,8 +214,9 @@ class Supervisor:
         # again); a stop before the work loop runs ends it at once.
         signal.signal(signal.SIGTERM, worker.request_stop)
         signal.signal(signal.SIGINT, worker.request_stop)
+        signal.signal(signal.SIGTSTP, lambda signum, frame: setattr(worker, "quiet", True))
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
             worker.work(burst=self.burst, logging_level="WARNING")
         except StopRequested:
             if worker.birth_date is not None:
@@ -281,6 +288,14 @@ class Supervisor:
         """Whether the stop has run past its budget: kill what is left, wait for nothing."""
         budget = self.config["WORKER_SHUTDOWN_GRACE"] + STOP_PATIENCE + KILL_MARGIN
         return self.stopped_at is not None and time.monotonic() >= self.stopped_at + budget
+
+    def _quiet(self, signum=None, frame=None) -> None:
+        """SIGTSTP: quiet every process (no more jobs; the running ones finish)."""
+        log.info("worker: quiet; SIGTERM to stop")
+        self.quiet = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTSTP)
 
     def _kill_overdue(self) -> None:
         """Kill the processes (and their work-horses) still there long after the stop."""

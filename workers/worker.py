@@ -10,7 +10,9 @@
 Both log one line when a job starts and one when it ends, with its duration and outcome,
 and count it for the admin stats page (``blog.job_stats``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
-unless another job caused the stop.
+unless another job caused the stop. They take no jobs from a paused queue
+(``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
+jobs finish, and the worker waits for its SIGTERM).
 
 Everything here uses RQ's public API and the hooks of ``blog.rq_internals``.
 """
@@ -24,6 +26,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentE
 from rq.job import Job, JobStatus
 
 from blog import job_stats
+from blog.queue_admin import paused_queues
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
 from workers import interrupts
@@ -34,6 +37,8 @@ log = logging.getLogger("workers.jobs")
 # A job interrupted this many times by its worker stopping (shutdowns, memory recycles) fails
 # instead of going back to its queue: it is most likely what makes the worker stop.
 MAX_INTERRUPTIONS = 3
+# Seconds a worker process goes on with the paused queues it last read.
+PAUSED_CHECK = 1
 
 OUTCOMES = {
     JobStatus.FINISHED: ("finished", ""),
@@ -61,8 +66,17 @@ class JobLog:
         super().__init__(*args, **kwargs)
         self.running: tuple[Job, Queue] | None = None
         self.interruption: BaseException | None = None
+        self.quiet = False  # set from the process's SIGTSTP handler
         self._started = 0.0
         self.push_exc_handler(self._note_interruption)
+
+    def queues_to_serve(self, queues):
+        if self.quiet:
+            if self.get_state() != "quiet":
+                self.set_state("quiet")
+            return []
+        paused = PAUSED.read(self.connection)
+        return [queue for queue in queues if queue.name not in paused]
 
     def _note_interruption(self, job, exc_type, exc_value, traceback) -> bool:
         """An exception handler (RQ calls it with what the job raised, before it handles the
@@ -120,6 +134,26 @@ class JobLog:
         job.meta["interruptions"] = interruptions
         job.save_meta()
         return True
+
+
+class PausedQueues:
+    """The paused queues, read at most once every ``PAUSED_CHECK`` seconds per process, for
+    all its workers."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self._next_read = 0.0
+
+    def read(self, connection) -> set[str]:
+        with self._lock:
+            if time.monotonic() >= self._next_read:
+                self._names = paused_queues(connection)
+                self._next_read = time.monotonic() + PAUSED_CHECK
+            return self._names
+
+
+PAUSED = PausedQueues()
 
 
 def final_status(job: Job, refresh: bool) -> JobStatus:
