@@ -5,6 +5,7 @@ heartbeat of half a second (``process_env``) so that dead workers are found in s
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from blog.queues import Queue, enqueue
 from tests import jobs
 from tests.conftest import ROOT, worker_command
 from tests.dynos import kill_tree, wait_for
-from workers.process import EXIT_RECYCLE, ProcessSettings, WorkerProcess
+from workers.process import EXIT_RECYCLE, HANDLED_SIGNALS, ProcessSettings, WorkerProcess
 from workers.recovery import PARKED_PATIENCE
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,18 @@ def test_a_job_ignoring_its_timeout_fails_saying_so_and_its_neighbours_finish_fi
     worker.wait(timeout=30)
 
 
-def test_a_dead_thread_recycles_its_process_after_its_neighbours_finish(app, live_redis, caplog):
+@pytest.fixture
+def own_signal_handlers():
+    """Put back the test process's signal handlers, which a WorkerProcess run here replaces."""
+    saved = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_a_dead_thread_recycles_its_process_after_its_neighbours_finish(
+    app, live_redis, caplog, own_signal_handlers
+):
     settings = ProcessSettings(threads=3, heartbeat=0.5, shutdown_grace=10, memory_limit_mb=0)
     process = WorkerProcess(live_redis, ["default"], settings, prefix="test-host.1.abc.")
     with app.app_context():
