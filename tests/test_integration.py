@@ -2,6 +2,7 @@
 
 import signal
 import time
+from datetime import timedelta
 
 import psutil
 import pytest
@@ -9,7 +10,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import TAGGER, Email, Post, TaggingState
+from blog.models import TAGGER, Email, Post, TaggingState, utcnow
 from blog.queues import enqueue, get_queue
 from tests.dynos import kill_tree, wait_for
 from workers.demo import demo
@@ -167,6 +168,39 @@ def test_a_worker_killed_mid_send_is_recovered_and_the_email_sent_once(
     assert len(mail_catcher.messages) == 1
     output = (rq_worker_process.log_path).read_text()
     assert "abandoned (its worker" in output
+
+
+def test_a_dyno_killed_mid_send_sends_the_email_once_soon_after_its_restart(
+    auth, app, live_redis, rq_worker_process, mail_catcher
+):
+    # The lease stays at its 180 s, and retries wait as in production: the new run takes the
+    # claim over because Redis says the worker that made it is dead. (Threads, the default
+    # mode: RQ keeps a forking worker's key for a minute past its last heartbeat in a job.)
+    env = {"MAIL_URL": mail_catcher.url, "RETRY_BACKOFF_FACTOR": "1", "WORKER_CONCURRENCY": "1"}
+    auth.signup("new@example.com")
+
+    mail_catcher.stall_next_sender()
+    dyno = rq_worker_process(env=env)
+    assert mail_catcher.stalled.wait(timeout=30), "the worker never reached the SMTP server"
+    with app.app_context():
+        killed_worker = the_email().claimed_by
+    kill_tree(dyno.pid)  # the supervisor and its worker process: nothing is left to tell
+    dyno.wait()
+    killed_at = utcnow()
+    rq_worker_process(env=env)
+
+    def sent():
+        with app.app_context():
+            db.session.expire_all()
+            email = the_email()
+            return email.state == "sent" and (email.sent_at, email.claimed_by)
+
+    sent_at, claimed_by = wait_for(sent, 60, "the email to be sent")
+    assert len(mail_catcher.messages) == 1
+    assert killed_worker is not None and claimed_by != killed_worker
+    assert sent_at - killed_at < timedelta(seconds=30)  # not the lease's 180 s
+    output = rq_worker_process.log_path.read_text()
+    assert f"taking over the claim of {killed_worker}" in output
 
 
 def test_the_signup_reminder_is_sent_by_a_real_worker_when_due(
