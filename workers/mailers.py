@@ -206,7 +206,7 @@ def take_over_if_abandoned(email: Email, worker: str | None) -> datetime | None:
     email_id, held_by, claimed_at = email.id, email.claimed_by, email.claimed_at
     if email.sent_at is not None or held_by is None:
         return None  # sent; or claimed outside RQ, where only the lease tells
-    db.session.commit()  # no transaction open across the Redis round trip
+    db.session.commit()  # no transaction open across the Redis round trip (and see claim)
     if held_by != worker and held_by in alive(redis_connection(), [held_by]):
         return None
     return take_over(email_id, held_by, claimed_at, worker)
@@ -249,7 +249,7 @@ def not_claimed(email_id: int, email: Email | None) -> str:
         return "already sent"
     raise EmailBeingSent(
         f"email {email_id} is claimed by {email.claimed_by or 'a run outside RQ'} since "
-        f"{email.claimed_at.isoformat()}; it is retried later, and taken over if that run died"
+        f"{email.claimed_at}; it is retried later, and taken over if that run died"
     )
 
 
