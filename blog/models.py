@@ -263,8 +263,9 @@ class Email(db.Model):
     """The outbox: every message the app sends, one row per (user, kind) at most, written in
     the same transaction as what it is about (the welcome email with the user).
 
-    ``claimed_at`` is set while an attempt sends it, then ``sent_at``, or ``failed_at`` when
-    the retries ran out: how ``send_email`` uses them is in ``workers/mailers.py``.
+    ``claimed_at`` is set while an attempt sends it (``claimed_by``: the RQ worker running
+    it), then ``sent_at``, or ``failed_at`` when the retries ran out: how ``send_email`` uses
+    them is in ``workers/mailers.py``.
     """
 
     __tablename__ = "emails"
@@ -280,6 +281,7 @@ class Email(db.Model):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(Text)  # a worker's name: no limit, as its host's
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -1,7 +1,7 @@
 """A real SMTP server for the tests (aiosmtpd, in a thread of the test process).
 
-It keeps every message it accepts, and on demand refuses the next ones or stalls a sender in
-the middle of its conversation (so that a test can kill the sender there).
+It keeps every message it accepts, and on demand refuses the next ones, or stalls a sender (or
+every sender) in the middle of its conversation, so that a test can kill the sender there.
 """
 
 import asyncio
@@ -20,6 +20,8 @@ class MailCatcher:
         self.url = f"smtp://127.0.0.1:{self.port}?tls=off"
         self.messages: list[EmailMessage] = []
         self.refusals = 0  # answer "451 try again later" to this many messages
+        self.holding = False  # while True, hold every sender after it names its recipient
+        self.held = 0  # senders held now (one that hangs up is no longer)
         self.stalled = threading.Event()  # set once a sender is held at RCPT
         self._stall = False
         self._go_on = threading.Event()
@@ -43,6 +45,13 @@ class MailCatcher:
             self.stalled.set()
             while not self._go_on.is_set():
                 await asyncio.sleep(0.05)
+        if self.holding:
+            self.held += 1
+            try:  # aiosmtpd cancels this when the sender hangs up
+                while self.holding and not self._go_on.is_set():
+                    await asyncio.sleep(0.05)
+            finally:
+                self.held -= 1
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -2,14 +2,16 @@
 
 import signal
 import time
+from datetime import timedelta
 
 import psutil
 import pytest
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import TAGGER, Email, Post, TaggingState
+from blog.models import TAGGER, Email, Post, TaggingState, utcnow
 from blog.queues import enqueue, get_queue
 from tests.dynos import kill_tree, wait_for
 from workers.demo import demo
@@ -167,6 +169,89 @@ def test_a_worker_killed_mid_send_is_recovered_and_the_email_sent_once(
     assert len(mail_catcher.messages) == 1
     output = (rq_worker_process.log_path).read_text()
     assert "abandoned (its worker" in output
+
+
+def test_a_dyno_killed_mid_send_sends_the_email_once_soon_after_its_restart(
+    auth, app, live_redis, rq_worker_process, mail_catcher
+):
+    # The lease stays at its 180 s, and retries wait as in production: the new run takes the
+    # claim over because Redis says the worker that made it is dead. (Threads, the default
+    # mode: RQ keeps a forking worker's key for a minute past its last heartbeat in a job.)
+    env = {"MAIL_URL": mail_catcher.url, "RETRY_BACKOFF_FACTOR": "1", "WORKER_CONCURRENCY": "1"}
+    auth.signup("new@example.com")
+
+    mail_catcher.stall_next_sender()
+    dyno = rq_worker_process(env=env)
+    assert mail_catcher.stalled.wait(timeout=30), "the worker never reached the SMTP server"
+    with app.app_context():
+        killed_worker = the_email().claimed_by
+    kill_tree(dyno.pid)  # the supervisor and its worker process: nothing is left to tell
+    dyno.wait()
+    killed_at = utcnow()
+    rq_worker_process(env=env)
+
+    def sent():
+        with app.app_context():
+            db.session.expire_all()
+            email = the_email()
+            return email.state == "sent" and (email.sent_at, email.claimed_by)
+
+    sent_at, claimed_by = wait_for(sent, 60, "the email to be sent")
+    assert len(mail_catcher.messages) == 1
+    assert killed_worker is not None and claimed_by != killed_worker
+    assert sent_at - killed_at < timedelta(seconds=30)  # not the lease's 180 s
+    output = rq_worker_process.log_path.read_text()
+    assert f"taking over the claim of {killed_worker}" in output
+
+
+def test_a_dyno_killed_again_and_again_while_users_sign_up_sends_each_welcome_once(
+    auth, app, live_redis, rq_worker_process, mail_catcher
+):
+    # The issue's test, shortened: users sign up while the whole dyno is killed mid-send and
+    # restarted, again and again.
+    signups, kills, threads = 20, 4, 5
+    app.config["SIGNUP_RATE_LIMIT"] = f"{signups} per hour"
+    env = {
+        "MAIL_URL": mail_catcher.url,
+        "RETRY_BACKOFF_FACTOR": "1",
+        "WORKER_CONCURRENCY": str(threads),
+    }
+    addresses = [f"user{number}@example.com" for number in range(signups)]
+    killed: set[str] = set()  # the names of the workers of the dynos killed so far
+
+    def mid_send() -> bool:
+        """Every thread is held by the SMTP server, and the jobs of the workers killed before
+        have been recovered: a kill now hits sends, and nothing else."""
+        with app.app_context():
+            started = get_queue("mailers").started_job_registry.get_job_ids()
+        jobs = Job.fetch_many(started, connection=live_redis)
+        recovered = not any(job and job.worker_name in killed for job in jobs)
+        return mail_catcher.held == threads and recovered
+
+    mail_catcher.holding = True
+    dyno = rq_worker_process(env=env)
+    for first in range(0, signups, signups // kills):
+        for address in addresses[first : first + signups // kills]:
+            auth.signup(address)
+        wait_for(mid_send, 30, "every thread to be sending")
+        killed |= {worker.name for worker in Worker.all(connection=live_redis)}
+        kill_tree(dyno.pid)
+        dyno.wait()
+        last_kill = utcnow()
+        dyno = rq_worker_process(env=env)
+    mail_catcher.holding = False
+
+    def all_sent():
+        with app.app_context():
+            db.session.expire_all()
+            sent_at = db.session.scalars(select(Email.sent_at)).all()
+            return None not in sent_at and sent_at
+
+    sent_at = wait_for(all_sent, 60, "every welcome email to be sent")
+    received = sorted(message["To"] for message in mail_catcher.messages)
+    assert received == sorted(addresses)  # each once
+    assert max(sent_at) - last_kill < timedelta(seconds=20)
+    assert "taking over the claim" in rq_worker_process.log_path.read_text()
 
 
 def test_the_signup_reminder_is_sent_by_a_real_worker_when_due(

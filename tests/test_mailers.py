@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from flask import current_app
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 from sqlalchemy import select, update
 
 from blog import queue_admin
@@ -13,6 +14,8 @@ from blog.extensions import db
 from blog.models import Email, User, utcnow
 from blog.queues import enqueue, get_queue
 from tests import factories
+from tests.support.worker import InProcessWorker
+from workers import mailers
 from workers.mailers import (
     MAIL_RETRIES,
     EmailBeingSent,
@@ -36,11 +39,25 @@ def the_email() -> Email:
     return db.session.scalars(select(Email)).one()
 
 
-def set_claim(email_id: int, seconds_ago: float) -> None:
-    """Make the email look claimed by a run that started ``seconds_ago``."""
+# A worker name that no worker has in Redis: the name of a dead one.
+DEAD_WORKER = "dyno.41.dead00.1"
+
+
+def set_claim(email_id: int, seconds_ago: float, by: str | None = None) -> None:
+    """Make the email look claimed by a run that started ``seconds_ago``, on the worker
+    named ``by`` (None: a run outside RQ)."""
     claimed_at = utcnow() - timedelta(seconds=seconds_ago)
-    db.session.execute(update(Email).where(Email.id == email_id).values(claimed_at=claimed_at))
+    db.session.execute(
+        update(Email).where(Email.id == email_id).values(claimed_at=claimed_at, claimed_by=by)
+    )
     db.session.commit()
+
+
+def live_worker(app, name: str) -> Worker:
+    """A worker registered in Redis, as a running one is."""
+    worker = Worker(["mailers"], name=name, connection=app.extensions["redis"])
+    worker.register_birth()
+    return worker
 
 
 def test_the_worker_sends_the_welcome_email(app, welcome, mail_catcher, run_jobs):
@@ -52,6 +69,7 @@ def test_the_worker_sends_the_welcome_email(app, welcome, mail_catcher, run_jobs
         assert message["Message-ID"] == email.message_id
         assert message["Subject"] == "Welcome to Flask Background Jobs"
         job = Job.fetch(f"send-email-{welcome}", connection=app.extensions["redis"])
+        assert email.claimed_by == job.worker_name  # the claim named the worker that ran it
         assert job.origin == "mailers"
         assert job.return_value() == "sent"
 
@@ -100,7 +118,7 @@ def test_when_the_retries_run_out_the_email_is_failed_and_stays_so(
     assert mail_catcher.messages == []
     with app.app_context():
         email = the_email()
-        assert (email.state, email.claimed_at) == ("failed", None)
+        assert (email.state, email.claimed_at, email.claimed_by) == ("failed", None, None)
         job = Job.fetch(f"send-email-{welcome}", connection=app.extensions["redis"])
         assert job.get_status() == JobStatus.FAILED
         assert "SMTPDataError" in job.latest_result().exc_string
@@ -127,6 +145,17 @@ def test_an_email_being_sent_by_another_run_is_left_to_it(app, welcome, mail_cat
     assert mail_catcher.messages == []
 
 
+def test_an_email_being_sent_by_a_live_worker_is_left_to_it(app, welcome, mail_catcher):
+    with app.app_context():
+        live_worker(app, "dyno.7.alive0.1")
+        set_claim(welcome, seconds_ago=5, by="dyno.7.alive0.1")
+        with pytest.raises(EmailBeingSent) as being_sent:
+            send_email(welcome)
+        assert "claimed by dyno.7.alive0.1" in str(being_sent.value)
+        assert the_email().claimed_by == "dyno.7.alive0.1"
+    assert mail_catcher.messages == []
+
+
 def test_a_claim_older_than_the_lease_is_taken_over(app, welcome, mail_catcher):
     # The run that claimed it was killed mid-send: no one else will ever send it.
     lease = app.config["MAIL_CLAIM_LEASE_SECONDS"]
@@ -134,6 +163,61 @@ def test_a_claim_older_than_the_lease_is_taken_over(app, welcome, mail_catcher):
         set_claim(welcome, seconds_ago=lease + 1)
         assert send_email(welcome) == "sent"
         assert the_email().state == "sent"
+    assert len(mail_catcher.messages) == 1
+
+
+def test_a_claim_of_a_dead_worker_is_taken_over_at_once(app, welcome, mail_catcher, caplog):
+    with app.app_context():
+        set_claim(welcome, seconds_ago=1, by=DEAD_WORKER)
+        assert send_email(welcome) == "sent"
+        assert the_email().state == "sent"
+    assert len(mail_catcher.messages) == 1
+    assert f"taking over the claim of {DEAD_WORKER}" in caplog.text
+
+
+def test_a_claim_of_the_runs_own_worker_is_taken_over(app, welcome, mail_catcher):
+    # A worker runs one job at a time: a claim in its name is from an earlier run of it
+    # that ended without giving it back (a forking worker's work-horse killed).
+    worker = InProcessWorker(
+        ["mailers"], name="dyno.7.self00.1", connection=app.extensions["redis"]
+    )
+    with app.app_context():
+        set_claim(welcome, seconds_ago=1, by=worker.name)
+        worker.work(burst=True)
+        job = Job.fetch(f"send-email-{welcome}", connection=app.extensions["redis"])
+        assert job.return_value() == "sent"
+    assert len(mail_catcher.messages) == 1
+
+
+def test_of_runs_taking_over_a_dead_workers_claim_at_once_one_sends(
+    app, welcome, mail_catcher, monkeypatch
+):
+    runs = 2
+    checked = threading.Barrier(runs, timeout=10)
+
+    def alive(connection, names):
+        checked.wait()  # both runs found the worker dead before either takes the claim over
+        return set()
+
+    monkeypatch.setattr(mailers, "alive", alive)
+    with app.app_context():
+        set_claim(welcome, seconds_ago=1, by=DEAD_WORKER)
+    outcomes = []
+
+    def run():
+        with app.app_context():
+            try:
+                outcomes.append(send_email(welcome))
+            except EmailBeingSent:
+                outcomes.append("being sent")
+
+    threads = [threading.Thread(target=run) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == runs
+    assert outcomes.count("sent") == 1  # the other found it being sent, or sent already
     assert len(mail_catcher.messages) == 1
 
 
@@ -145,7 +229,7 @@ def test_of_runs_claiming_at_once_exactly_one_gets_the_email(app, welcome):
     def run():
         with app.app_context():
             start.wait()
-            claims.append(claim(welcome))
+            claims.append(claim(welcome, worker=None))
             db.session.commit()
 
     threads = [threading.Thread(target=run) for _ in range(runs)]
@@ -159,7 +243,7 @@ def test_of_runs_claiming_at_once_exactly_one_gets_the_email(app, welcome):
 
 def test_a_run_whose_claim_was_taken_over_does_not_release_the_new_one(app, welcome):
     with app.app_context():
-        old_claim = claim(welcome)
+        old_claim = claim(welcome, worker=None)
         db.session.commit()
         set_claim(welcome, seconds_ago=0)  # another run took the email over
         release(welcome, old_claim, give_up=True)
