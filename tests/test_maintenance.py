@@ -1,16 +1,17 @@
 """The recurring jobs: requeue_stranded_work and refresh_stats."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from blog import job_stats, queues
 from blog.auth.views import create_account
 from blog.extensions import db
-from blog.models import TAGGER, Post, TaggingState, User, utcnow
+from blog.models import AUTHOR, TAGGER, Post, Tag, TaggingState, User, utcnow
 from blog.queues import get_queue, redis_connection
 from blog.tagger import Tagger, TaggerUnavailable, extract_tags
 from devtools.redis_round_trips import counting_round_trips
@@ -190,6 +191,69 @@ def test_a_half_written_job_record_is_no_job_in_flight(app_ctx, author_id):
     assert sorted(get_queue("default").job_ids) == sorted(
         [f"tag-post-{queued.id}-v1", f"tag-post-{half_written.id}-v1"]
     )
+
+
+def counted_row_by_row() -> dict:
+    """The figures as refresh_stats once worked them out: from every row, in Python."""
+    db.session.expire_all()
+    posts = db.session.scalars(select(Post)).all()
+    links = Counter(link.tag.name for post in posts for link in post.tag_links)
+    top_tags = sorted(links.items(), key=lambda item: (-item[1], item[0]))[:10]
+    return {
+        "users": len(db.session.scalars(select(User)).all()),
+        "posts": len(posts),
+        "words": sum(len(post.body.split()) for post in posts),
+        "tags": len(db.session.scalars(select(Tag)).all()),
+        "top_tags": [{"name": name, "posts": count} for name, count in top_tags],
+        "tagging": dict(Counter(str(post.tagging_state) for post in posts)),
+    }
+
+
+def figures() -> dict:
+    stats = refresh_stats()
+    del stats["computed_at"]
+    return stats
+
+
+def test_the_figures_are_those_of_every_row_whatever_changes(app_ctx, author_id, other_user_id):
+    states = [None, TaggingState.PENDING, TaggingState.DONE, TaggingState.FAILED]
+    posts = []
+    for n in range(14):
+        tags = [f"tag{k}" for k in range(n % 12)]  # more than ten tags, with ties
+        posts.append(factories.post(author_id, body=f"word {'more ' * n}", tags=tags))
+        if states[n % 4]:
+            posts[-1].mark_tagging(states[n % 4])
+        db.session.commit()
+    factories.post(other_user_id, body="", tags=["zebra"])  # no words
+    assert figures() == counted_row_by_row()
+
+    edited, tagged, deleted = posts[3], posts[5], posts[11]
+    edited.edit("Edited", "four\tfive\u00a0six\nseven  ")  # any white space separates words
+    edited.set_tags(["tag1", "new"], AUTHOR)
+    schedule_tagging(edited)
+    db.session.commit()
+    auto_tag_post(tagged.id)  # the tagger's tags and state, written by the job's own statements
+    db.session.delete(deleted)  # its tag links go with it, by the database's cascade
+    db.session.commit()
+    create_account("newcomer@example.com", factories.PASSWORD)
+    assert figures() == counted_row_by_row()
+    assert figures() == counted_row_by_row()  # and nothing is added twice
+
+
+def test_refresh_stats_reads_no_post_body(app_ctx, author_id):
+    factories.post(author_id, body="one two three")
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        refresh_stats()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statements
+    assert not [statement for statement in statements if "body" in statement]
 
 
 @pytest.mark.integration
