@@ -14,9 +14,14 @@ from pathlib import Path
 
 import rq
 
+from bench import recurring
 from bench.measurements import PARALLEL_ROWS, ROWS, Cell, Settings, default_pool_size
 from bench.processes import EXTRA_CONFIG, ROOT, columns
-from bench.report import ERROR, LINES, cell_text, json_value, table
+from bench.report import ERROR, LINES, RECURRING_LINES, cell_text, json_value, table
+
+# The recurring jobs' row has a column per database, in a table of its own.
+RECURRING = "recurring"
+ALL_ROWS = [*ROWS, RECURRING]
 
 
 def names(choices):
@@ -52,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="The app's worker side by side with RQ's stock workers (docs/performance.md).",
     )
     parser.add_argument(
-        "--rows", type=names(ROWS), default=list(ROWS), help=f"some of: {','.join(ROWS)}"
+        "--rows", type=names(ALL_ROWS), default=ALL_ROWS, help=f"some of: {','.join(ALL_ROWS)}"
     )
     parser.add_argument(
         "--columns",
@@ -64,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--scale",
         type=positive(float),
         default=1.0,
-        help="multiply every count (jobs, posts, samples) by this; 0.05 for a quick look",
+        help="multiply every count (jobs, posts, users, samples) by this; 0.05 for a quick look",
     )
     parser.add_argument(
         "--concurrency",
@@ -170,6 +175,10 @@ def main(argv=None) -> int:
         )
         try:
             results, notes = run(settings, args.rows, picked)
+            if RECURRING in args.rows:
+                recurring_results, recurring_notes = recurring.run(settings)
+                results.update(recurring_results)
+                notes += recurring_notes
         finally:
             for databases, _ in settings.databases.values():
                 databases.drop_all()
@@ -229,13 +238,19 @@ class Report:
 
     def text(self) -> str:
         args = self.args
-        lines = [
-            table(self.results, self.titles, args.rows, {"lesson": self.lesson}),
-            "",
-            machine_line(self.started_at),
-            *(f"{self.titles[c.name]}: {c.command(self.concurrency)}" for c in self.picked),
-        ]
-        if args.concurrency is None:
+        workers = bool(set(args.rows) & set(ROWS))
+        lines = []
+        if workers:
+            lines += [table(self.results, self.titles, args.rows, {"lesson": self.lesson}), ""]
+        if RECURRING in args.rows:
+            lines += [
+                table(self.results, recurring.DATABASES, args.rows, {}, RECURRING_LINES),
+                "",
+            ]
+        lines.append(machine_line(self.started_at))
+        if workers:
+            lines += [f"{self.titles[c.name]}: {c.command(self.concurrency)}" for c in self.picked]
+        if workers and args.concurrency is None:
             lines.append(
                 "Outside the lesson, the app's worker runs with its default WORKER_CONCURRENCY."
             )

@@ -1,9 +1,10 @@
-"""The databases of the auto-tag rows.
+"""The databases of the auto-tag rows, and of the recurring jobs' rows.
 
 The schema comes from ``flask db upgrade`` and the pending posts from the app's models
 (``bench.seed``), once per run into a template; each worker then gets a copy of its own (a
 file copy for SQLite, ``CREATE DATABASE ... TEMPLATE`` for PostgreSQL), so that every column
-starts from the same posts.
+starts from the same posts. The recurring jobs' rows ``create`` an empty database instead, and
+fill it themselves (``bench.large_blog``).
 """
 
 import shutil
@@ -20,13 +21,22 @@ from blog.config import database_url
 
 def seed(url: str, posts: int, redis_url: str) -> list[int]:
     """Migrate the empty database at ``url`` and write ``posts`` pending posts; their ids."""
-    env = {**worker_env(redis_url, url), "FLASK_APP": "app.py"}
-    migrate = [str(BIN / "flask"), "db", "upgrade"]
-    for command in (migrate, [sys.executable, "-m", "bench.seed", str(posts)]):
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(command[-3:])} failed:\n{done.stderr[-2000:]}")
+    migrate(url, redis_url)
+    done = _run([sys.executable, "-m", "bench.seed", str(posts)], url, redis_url)
     return [int(line) for line in done.stdout.split()]
+
+
+def migrate(url: str, redis_url: str) -> None:
+    """``flask db upgrade`` on the empty database at ``url``."""
+    _run([str(BIN / "flask"), "db", "upgrade"], url, redis_url)
+
+
+def _run(command: list[str], url: str, redis_url: str) -> subprocess.CompletedProcess:
+    env = {**worker_env(redis_url, url), "FLASK_APP": "app.py"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[-3:])} failed:\n{done.stderr[-2000:]}")
+    return done
 
 
 class SQLiteDatabases:
@@ -35,9 +45,15 @@ class SQLiteDatabases:
     def __init__(self, directory: Path):
         self.directory = directory
         self.template = directory / "template.sqlite3"
+        self.created: list[Path] = []
 
     def prepare(self, posts: int, redis_url: str) -> list[int]:
         return seed(f"sqlite:///{self.template}", posts, redis_url)
+
+    def create(self, name: str) -> str:
+        path = self.directory / f"{name}.sqlite3"
+        self.created.append(path)
+        return f"sqlite:///{path}"
 
     def copy(self, name: str) -> str:
         path = self.directory / f"{name}.sqlite3"
@@ -45,7 +61,11 @@ class SQLiteDatabases:
         return f"sqlite:///{path}"
 
     def drop_all(self) -> None:
-        pass  # the files go with the run's temporary directory
+        # The copies go with the run's temporary directory; a large database goes now.
+        for path in self.created:
+            for file in path.parent.glob(f"{path.name}*"):  # with its -wal and -shm files
+                file.unlink()
+        self.created.clear()
 
 
 class PostgresDatabases:
@@ -68,6 +88,9 @@ class PostgresDatabases:
 
     def prepare(self, posts: int, redis_url: str) -> list[int]:
         return seed(self._create(f"{self.prefix}_template"), posts, redis_url)
+
+    def create(self, name: str) -> str:
+        return self._create(f"{self.prefix}_{name}")
 
     def copy(self, name: str) -> str:
         return self._create(f"{self.prefix}_{name}", template=f"{self.prefix}_template")

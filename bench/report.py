@@ -33,6 +33,16 @@ LINES = (
     Line("survivor_busy", "crash-survivor", "crash, 2nd worker: dead worker listed for", "s", 1),
 )
 
+# The recurring jobs' lines: one column per database, not per worker (bench/recurring.py).
+RECURRING_LINES = (
+    Line("requeue_ms", "recurring", "requeue_stranded_work, each minute", "ms", 1),
+    Line("requeue_round_trips", "recurring", "requeue_stranded_work: Redis", "round trips", 0),
+    Line("requeue_commands", "recurring", "requeue_stranded_work: Redis", "commands", 0),
+    Line("requeue_first_ms", "recurring", "requeue_stranded_work, first run", "ms", 0),
+    Line("stats_ms", "recurring", "refresh_stats, each minute", "ms", 1),
+    Line("stats_round_trips", "recurring", "refresh_stats: Redis", "round trips", 0),
+)
+
 ERROR = "error"
 
 
@@ -59,9 +69,11 @@ def json_value(value):
     return value
 
 
-def table(results: dict, titles: dict[str, str], rows: list[str], context: dict) -> str:
+def table(
+    results: dict, titles: dict[str, str], rows: list[str], context: dict, lines=LINES
+) -> str:
     """``results[line][column]`` as a plain-text table, for the rows that ran."""
-    lines = [line for line in LINES if line.row in rows]
+    lines = [line for line in lines if line.row in rows]
     header = ["", *titles.values()]
     body = [
         [

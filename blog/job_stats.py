@@ -79,6 +79,8 @@ def last_hour(connection: Redis, now: datetime | None = None) -> list[Minute]:
 
 
 BLOG_STATS_KEY = "blog:stats"
+# How far requeue_stranded_work has checked the signups' reminders (workers/maintenance.py).
+REMINDERS_CHECKED_KEY = "blog:reminders-checked-until"
 
 
 def store_blog_stats(connection: Redis, stats: dict) -> None:

@@ -1,26 +1,32 @@
-"""The data model: users, posts, tags (with who added each) and the outbox of emails."""
+"""The data model: users, posts, tags (with who added each), the outbox of emails, and the
+running counts the database keeps of them for the stats page."""
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
     delete,
+    event,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from blog.extensions import db
@@ -77,7 +83,8 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Indexed for requeue_stranded_work, which looks at the signups of the last few minutes.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     posts: Mapped[list["Post"]] = relationship(back_populates="author")
 
@@ -106,6 +113,9 @@ class Tag(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(TAG_MAX), unique=True)
+    # The posts that have the tag, kept by the database (see RunningCount); indexed for the
+    # stats page's top ten.
+    post_count: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
 
     @staticmethod
     def normalise(name: str) -> str:
@@ -207,12 +217,18 @@ class Post(db.Model):
             f"tagging_state IN ({', '.join(repr(str(state)) for state in TaggingState)})",
             name="tagging_state",
         ),
+        # For requeue_stranded_work's search for the posts pending for too long.
+        Index("ix_posts_tagging_state_changed_at", "tagging_state", "tagging_changed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(TITLE_MAX))
     body: Mapped[str] = mapped_column(Text)
+    # The body's words, kept in step with it (``count_words``), for the stats page's count of
+    # words (see RunningCount). The default served the migration that added the column, which
+    # then counted the words of the posts already there.
+    word_count: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # When the author last changed the post (not when the tagger did).
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -233,6 +249,12 @@ class Post(db.Model):
 
     def tag_names(self, source: str | None = None) -> list[str]:
         return [link.tag.name for link in self.tags if source in (None, link.source)]
+
+    @validates("body")
+    def count_words(self, key: str, body: str) -> str:
+        """Count the words of every body the post is given, in the constructor too."""
+        self.word_count = len(body.split())
+        return body
 
     def set_tags(self, names: list[str], source: str) -> None:
         """Make ``names`` the post's tags from ``source`` (see ``PostTag.replace``). The post
@@ -269,7 +291,17 @@ class Email(db.Model):
     """
 
     __tablename__ = "emails"
-    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_emails_user_id_kind"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", name="uq_emails_user_id_kind"),
+        # The outbox's unsent emails, which requeue_stranded_work looks through every minute:
+        # few at any time, however many were sent.
+        Index(
+            "ix_emails_unsent",
+            "created_at",
+            postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -298,3 +330,111 @@ class Email(db.Model):
 
     def __repr__(self) -> str:
         return f"<Email {self.id} {self.kind} to {self.to_address}>"
+
+
+class RunningCount(db.Model):
+    """A figure of the stats page, kept as rows change rather than counted: ``users``,
+    ``posts``, ``words``, ``tags``, and the posts in each tagging state (``tagging:done``,
+    ``tagging:`` for none yet). Each tag's posts are its ``post_count``.
+
+    Counting them every minute would read the whole database every minute: every post's
+    words, every tag link. So the database keeps them. Its triggers (``COUNT_TRIGGERS``)
+    append a ``CountChange`` for every row added or removed and every edit that changes a
+    figure, in the same transaction, whatever made it: the ORM, the tagging job's own
+    statements, a cascade. ``refresh_stats`` adds the changes into the counts every minute
+    and deletes them, so that its work follows that minute's writes, not the size of the
+    tables. The triggers only append: were they to update the counts in place, writers would
+    queue on the same few rows, and two updating them in opposite orders would deadlock.
+    """
+
+    __tablename__ = "running_counts"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CountChange(db.Model):
+    """A change to a running count (``tag_id`` None) or to a tag's ``post_count``, not added
+    in yet."""
+
+    __tablename__ = "count_changes"
+
+    # 64 bits: a busy blog appends millions a day. (SQLite numbers its rows itself, in 64.)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(60))
+    tag_id: Mapped[int | None] = mapped_column(Integer)
+    delta: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class CountTrigger:
+    """A trigger that appends rows of ``(name, tag_id, delta)`` to ``count_changes``."""
+
+    name: str
+    fires_on: str  # INSERT, DELETE, or UPDATE OF a column
+    table: str
+    rows: str  # SQL, of NEW (the row as written) and OLD (as it was)
+    when: str | None = None
+
+    def statements(self, dialect: str) -> list[str]:
+        """What creates it on ``dialect``: on PostgreSQL, a function and the trigger."""
+        append = f"INSERT INTO count_changes (name, tag_id, delta) VALUES {self.rows};"
+        trigger = f"CREATE TRIGGER {self.name} AFTER {self.fires_on} ON {self.table} FOR EACH ROW"
+        if self.when:
+            trigger += f" WHEN ({self.when})"
+        if dialect == "sqlite":
+            return [f"{trigger} BEGIN {append} END"]
+        return [
+            f"CREATE OR REPLACE FUNCTION {self.name}() RETURNS trigger LANGUAGE plpgsql"
+            f" AS $$ BEGIN {append} RETURN NULL; END $$",
+            f"{trigger} EXECUTE FUNCTION {self.name}()",
+        ]
+
+
+TAGGING_WAS = "'tagging:' || coalesce(OLD.tagging_state, '')"
+TAGGING_IS = "'tagging:' || coalesce(NEW.tagging_state, '')"
+COUNT_TRIGGERS = (
+    CountTrigger("users_added", "INSERT", "users", "('users', NULL, 1)"),
+    CountTrigger("users_removed", "DELETE", "users", "('users', NULL, -1)"),
+    CountTrigger("tags_added", "INSERT", "tags", "('tags', NULL, 1)"),
+    CountTrigger("tags_removed", "DELETE", "tags", "('tags', NULL, -1)"),
+    CountTrigger(
+        "posts_added",
+        "INSERT",
+        "posts",
+        f"('posts', NULL, 1), ('words', NULL, NEW.word_count), ({TAGGING_IS}, NULL, 1)",
+    ),
+    CountTrigger(
+        "posts_removed",
+        "DELETE",
+        "posts",
+        f"('posts', NULL, -1), ('words', NULL, -OLD.word_count), ({TAGGING_WAS}, NULL, -1)",
+    ),
+    CountTrigger(
+        "post_words_changed",
+        "UPDATE OF word_count",
+        "posts",
+        "('words', NULL, NEW.word_count - OLD.word_count)",
+        when="NEW.word_count <> OLD.word_count",
+    ),
+    CountTrigger(
+        "post_tagging_changed",
+        "UPDATE OF tagging_state",
+        "posts",
+        f"({TAGGING_WAS}, NULL, -1), ({TAGGING_IS}, NULL, 1)",
+        when="coalesce(OLD.tagging_state, '') <> coalesce(NEW.tagging_state, '')",
+    ),
+    CountTrigger("post_tags_added", "INSERT", "post_tags", "('tag', NEW.tag_id, 1)"),
+    CountTrigger("post_tags_removed", "DELETE", "post_tags", "('tag', OLD.tag_id, -1)"),
+)
+
+
+@event.listens_for(db.metadata, "after_create")
+def _create_count_triggers(metadata, connection, tables, **kw) -> None:
+    """``db.create_all()`` (the tests) makes the triggers of the tables it made; for ``flask
+    db upgrade``, migration 0003 does."""
+    made = {table.name for table in tables}
+    for trigger in COUNT_TRIGGERS:
+        if trigger.table in made:
+            for statement in trigger.statements(connection.dialect.name):
+                connection.exec_driver_sql(statement)

@@ -19,6 +19,7 @@ KINDS = (
     (f"{job_stats.KEY_PREFIX}:", "job counters"),
     (PAUSED_KEY, "paused queues"),  # this app's processed and failed totals
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
+    (job_stats.REMINDERS_CHECKED_KEY, "reminders checked"),  # requeue_stranded_work's mark
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )
 OTHER = "other"

@@ -50,3 +50,33 @@ def test_the_bench_measures_the_procfile_worker(tmp_path):
     for line in ("scheduled_lateness", "retry_lateness"):
         lateness = results[line]["app"]
         assert -0.05 < lateness["min"] <= lateness["max"] < 30, line  # never early
+
+
+def test_the_bench_measures_the_recurring_jobs_on_both_databases(tmp_path):
+    results_file = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--rows",
+            "recurring",
+            "--scale",
+            "0.005",
+            "--json",
+            str(results_file),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(results_file.read_text())["results"]
+    both = {"sqlite", "postgres"}
+    # A minute's signups looked up at once: the mark, the lookup, the mark again.
+    assert results["requeue_round_trips"] == dict.fromkeys(both, 3)
+    assert results["stats_round_trips"] == dict.fromkeys(both, 1)  # the figures, stored
+    assert all(results["requeue_ms"][database] > 0 for database in both)

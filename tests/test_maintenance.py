@@ -1,17 +1,25 @@
 """The recurring jobs: requeue_stranded_work and refresh_stats."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.job import Job
+from sqlalchemy import event, select
 
-from blog import job_stats
+from blog import job_stats, queues
+from blog.auth.views import create_account
 from blog.extensions import db
-from blog.models import TAGGER, Post, TaggingState, utcnow
+from blog.models import AUTHOR, TAGGER, Post, Tag, TaggingState, User, utcnow
 from blog.queues import get_queue, redis_connection
 from blog.tagger import Tagger, TaggerUnavailable, extract_tags
+from devtools.redis_round_trips import counting_round_trips
 from tests import factories
 from workers.maintenance import refresh_stats, requeue_stranded_work
 from workers.tagging import auto_tag_post, schedule_tagging
+
+NOTHING = {"posts": [], "emails": [], "reminders": []}
 
 
 def pending_post(author_id: int, minutes_ago: float) -> Post:
@@ -25,10 +33,10 @@ def pending_post(author_id: int, minutes_ago: float) -> Post:
 def test_stranded_posts_are_enqueued_again(app_ctx, author_id):
     stranded = pending_post(author_id, minutes_ago=10)
     pending_post(author_id, minutes_ago=1)  # still within STRANDED_AFTER_SECONDS: leave it
-    assert requeue_stranded_work() == {"posts": [stranded.id], "emails": [], "reminders": []}
+    assert requeue_stranded_work() == {**NOTHING, "posts": [stranded.id]}
     assert get_queue("default").job_ids == [f"tag-post-{stranded.id}-v1"]
     # Its clock restarts, so the next run does not enqueue it again.
-    assert requeue_stranded_work() == {"posts": [], "emails": [], "reminders": []}
+    assert requeue_stranded_work() == NOTHING
 
 
 def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, author_id):
@@ -38,7 +46,7 @@ def test_a_post_whose_job_is_still_queued_is_left_alone(app_ctx, author_id):
     db.session.commit()
     post.tagging_changed_at = utcnow() - timedelta(hours=1)
     db.session.commit()
-    assert requeue_stranded_work() == {"posts": [], "emails": [], "reminders": []}
+    assert requeue_stranded_work() == NOTHING
     assert get_queue("default").count == 1
 
 
@@ -98,6 +106,154 @@ def test_a_stale_jobs_last_failure_leaves_the_newer_versions_state_alone(
     assert (
         db.session.get(Post, post_id).tagging_state == TaggingState.PENDING
     )  # v2's, not v1's failure
+
+
+def sign_up(count: int) -> list[User]:
+    """``count`` users signed up as the site signs them up: each with a welcome email waiting
+    for its job and a reminder scheduled."""
+    addresses = [f"reader{next(factories._serial)}@example.com" for _ in range(count)]
+    for address in addresses:
+        create_account(address, factories.PASSWORD)
+    return db.session.scalars(select(User).where(User.email.in_(addresses))).all()
+
+
+def test_the_sweep_costs_three_round_trips_however_much_work_is_in_flight(app, app_ctx):
+    app.config["STRANDED_AFTER_SECONDS"] = 0  # everything counts as old enough to look at
+    round_trips = []
+    for count in (1, 40):
+        for user in sign_up(count):
+            schedule_tagging(factories.post(user.id))
+            db.session.commit()
+        # As on a first run, every signup of the day is looked at, not only the new ones.
+        redis_connection().delete(job_stats.REMINDERS_CHECKED_KEY)
+        with counting_round_trips() as trips:
+            assert requeue_stranded_work() == NOTHING
+        round_trips.append(trips.count)
+    assert round_trips == [3, 3]  # how far it checked; every job at once; how far it checked
+
+
+def test_each_sweep_looks_up_the_reminders_of_the_new_signups_only(app, app_ctx, monkeypatch):
+    app.config["STRANDED_AFTER_SECONDS"] = 0
+    sign_up(3)
+    assert requeue_stranded_work() == NOTHING
+    (newcomer,) = sign_up(1)
+    looked_up = []
+    fetch_many = Job.fetch_many
+
+    def recording(job_ids, connection, serializer=None):
+        looked_up.extend(job_ids)
+        return fetch_many(job_ids, connection=connection, serializer=serializer)
+
+    monkeypatch.setattr(Job, "fetch_many", recording)
+    assert requeue_stranded_work() == NOTHING
+    reminders = [job_id for job_id in looked_up if job_id.startswith("signup-reminder-")]
+    assert reminders == [f"signup-reminder-{newcomer.id}"]
+
+
+def test_a_reminder_lost_with_redis_data_after_its_check_is_scheduled_again(app, app_ctx):
+    app.config["STRANDED_AFTER_SECONDS"] = 0
+    (user,) = sign_up(1)
+    assert requeue_stranded_work() == NOTHING  # its reminder is in flight
+    redis_connection().flushdb()  # Redis lost its data: the reminder, and the sweep's mark
+    assert requeue_stranded_work()["reminders"] == [user.id]
+    registry = get_queue("mailers").scheduled_job_registry
+    due = registry.get_scheduled_time(f"signup-reminder-{user.id}")
+    expected = user.created_at + timedelta(seconds=app.config["SIGNUP_REMINDER_DELAY"])
+    assert abs((due - expected).total_seconds()) < 1
+    assert requeue_stranded_work() == NOTHING
+
+
+def test_a_reminder_that_could_not_be_scheduled_again_is_tried_again(app, app_ctx, monkeypatch):
+    app.config["STRANDED_AFTER_SECONDS"] = 0
+    user = factories.user()  # signed up while Redis was down: no reminder
+    enqueue = queues.JobRequest.enqueue
+
+    def redis_down(request):
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(queues.JobRequest, "enqueue", redis_down)
+    assert requeue_stranded_work()["reminders"] == [user.id]  # tried; the failure is logged
+    monkeypatch.setattr(queues.JobRequest, "enqueue", enqueue)
+    assert requeue_stranded_work()["reminders"] == [user.id]
+    assert requeue_stranded_work() == NOTHING
+
+
+def test_a_half_written_job_record_is_no_job_in_flight(app_ctx, author_id):
+    queued = factories.post(author_id)
+    schedule_tagging(queued)
+    db.session.commit()
+    queued.tagging_changed_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    half_written = pending_post(author_id, minutes_ago=10)
+    # What a worker killed while writing the job's record can leave: a status, no job.
+    redis_connection().hset(Job.key_for(f"tag-post-{half_written.id}-v1"), "status", "started")
+    assert requeue_stranded_work() == {**NOTHING, "posts": [half_written.id]}
+    assert sorted(get_queue("default").job_ids) == sorted(
+        [f"tag-post-{queued.id}-v1", f"tag-post-{half_written.id}-v1"]
+    )
+
+
+def counted_row_by_row() -> dict:
+    """The figures as refresh_stats once worked them out: from every row, in Python."""
+    db.session.expire_all()
+    posts = db.session.scalars(select(Post)).all()
+    links = Counter(link.tag.name for post in posts for link in post.tag_links)
+    top_tags = sorted(links.items(), key=lambda item: (-item[1], item[0]))[:10]
+    return {
+        "users": len(db.session.scalars(select(User)).all()),
+        "posts": len(posts),
+        "words": sum(len(post.body.split()) for post in posts),
+        "tags": len(db.session.scalars(select(Tag)).all()),
+        "top_tags": [{"name": name, "posts": count} for name, count in top_tags],
+        "tagging": dict(Counter(str(post.tagging_state) for post in posts)),
+    }
+
+
+def figures() -> dict:
+    stats = refresh_stats()
+    del stats["computed_at"]
+    return stats
+
+
+def test_the_figures_are_those_of_every_row_whatever_changes(app_ctx, author_id, other_user_id):
+    states = [None, TaggingState.PENDING, TaggingState.DONE, TaggingState.FAILED]
+    posts = []
+    for n in range(14):
+        tags = [f"tag{k}" for k in range(n % 12)]  # more than ten tags, with ties
+        posts.append(factories.post(author_id, body=f"word {'more ' * n}", tags=tags))
+        if states[n % 4]:
+            posts[-1].mark_tagging(states[n % 4])
+        db.session.commit()
+    factories.post(other_user_id, body="", tags=["zebra"])  # no words
+    assert figures() == counted_row_by_row()
+
+    edited, tagged, deleted = posts[3], posts[5], posts[11]
+    edited.edit("Edited", "four\tfive\u00a0six\nseven  ")  # any white space separates words
+    edited.set_tags(["tag1", "new"], AUTHOR)
+    schedule_tagging(edited)
+    db.session.commit()
+    auto_tag_post(tagged.id)  # the tagger's tags and state, written by the job's own statements
+    db.session.delete(deleted)  # its tag links go with it, by the database's cascade
+    db.session.commit()
+    create_account("newcomer@example.com", factories.PASSWORD)
+    assert figures() == counted_row_by_row()
+    assert figures() == counted_row_by_row()  # and nothing is added twice
+
+
+def test_refresh_stats_reads_no_post_body(app_ctx, author_id):
+    factories.post(author_id, body="one two three")
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        refresh_stats()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statements
+    assert not [statement for statement in statements if "body" in statement]
 
 
 @pytest.mark.integration
