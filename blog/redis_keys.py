@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from blog import job_stats, rq_internals
+from blog import job_metrics, job_stats, rq_internals
 
 # First match wins, so a longer prefix comes before a shorter one it starts with.
 KINDS = (
     *rq_internals.KEY_KINDS,
     (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
+    (f"{job_metrics.KEY_PREFIX}:", "job metrics"),  # per function, minute by minute
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )
