@@ -119,7 +119,7 @@ def add_execution(
     pipe.expire(key, KEEP)
     outcome = FAILED if failed else FINISHED
     _add(pipe, all_time_key(queue, function, outcome), ALL_TIME, failed, duration, wait)
-    pipe.zadd(INDEX_KEY, {f"{queue}:{function}": at.timestamp()})
+    pipe.zadd(INDEX_KEY, {f"{queue}:{function}": at.timestamp()}, gt=True)
 
 
 def _add(pipe: Pipeline, key: str, layout: Layout, failed: bool, duration, wait) -> None:
@@ -258,6 +258,16 @@ def windows(records: Sequence[tuple[datetime, Counts]]) -> dict[str, Counts]:
     return {
         name: total(counts for _, counts in records[-length:]) for name, length in WINDOWS.items()
     }
+
+
+def slots(records: Sequence[tuple[datetime, Counts]], count: int) -> list[tuple[datetime, Counts]]:
+    """``records`` (a minute each, oldest first) summed into ``count`` slots of equal length,
+    each with the start of its first minute."""
+    size = max(1, len(records) // count)
+    return [
+        (records[at][0], total(counts for _, counts in records[at : at + size]))
+        for at in range(0, len(records), size)
+    ]
 
 
 def all_time(connection: Redis, queue: str, function: str) -> dict[str, Counts]:

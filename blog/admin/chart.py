@@ -1,4 +1,5 @@
-"""The stats page's chart of jobs per minute, drawn on the server as SVG bars.
+"""The admin's charts, drawn on the server as SVG bars: jobs per minute on the stats and
+metrics pages, and the metrics page's histograms.
 
 Failures get a strip of their own under the processed bars, on their own scale: on one
 scale, a minute with one failure among a hundred jobs would be a sliver no one sees. The
@@ -50,20 +51,28 @@ def round_up(count: int) -> int:
         scale *= 10
 
 
-def strip(minutes: list[Minute], field: str, height: int) -> Strip:
-    counts = [getattr(m, field) for m in minutes]
+def bars(counts: list[int], labels: list[str], height: int) -> Strip:
+    """A strip of one bar per count, side by side, each with its label."""
     top = round_up(max(counts))
-    slot = WIDTH / len(minutes)
-    bars = [
-        Bar(
-            x=i * slot + 1,
-            width=slot - 2,
-            height=max(height * count / top, MIN_HEIGHT) if count else 0,
-            label=f"{m.start:%H:%M} UTC: {m.processed} processed, {m.failed} failed",
-        )
-        for i, (m, count) in enumerate(zip(minutes, counts, strict=True))
-    ]
-    return Strip(bars, top, height)
+    slot = WIDTH / len(counts)
+    return Strip(
+        [
+            Bar(
+                x=i * slot + 1,
+                width=slot - 2,
+                height=max(height * count / top, MIN_HEIGHT) if count else 0,
+                label=label,
+            )
+            for i, (count, label) in enumerate(zip(counts, labels, strict=True))
+        ],
+        top,
+        height,
+    )
+
+
+def strip(minutes: list[Minute], field: str, height: int) -> Strip:
+    labels = [f"{m.start:%H:%M} UTC: {m.processed} processed, {m.failed} failed" for m in minutes]
+    return bars([getattr(m, field) for m in minutes], labels, height)
 
 
 def per_minute(minutes: list[Minute]) -> Chart:
