@@ -95,10 +95,12 @@ def register_blueprints(app: Flask) -> None:
     from blog.health import bp as health_bp
     from blog.mailbox.views import bp as mailbox_bp
     from blog.posts.views import bp as posts_bp
+    from blog.prometheus import bp as prometheus_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(prometheus_bp)
     # Pages link the icon; this is for the browsers and tools that ask for it by this name.
     app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     if app.config["DEV_MAILBOX"]:

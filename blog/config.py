@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
+    # Unset: /metrics is for admins only. A token is a password: long and random.
+    METRICS_TOKEN: str = Field("", pattern=r"^(.{16,})?$")
     LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
@@ -412,6 +414,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # Staging: every email to this one address instead, or "drop" to send none.
         "MAIL_REROUTE": mail_reroute(settings.MAIL_REROUTE),
         "MAIL_FROM": settings.MAIL_FROM,
+        # Prometheus sends it as a bearer token to scrape /metrics (blog.prometheus).
+        "METRICS_TOKEN": settings.METRICS_TOKEN,
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": settings.MAIL_CLAIM_LEASE_SECONDS,
         # How long after signing up a user who has not posted gets a reminder.
