@@ -14,6 +14,7 @@ Variables already set in the environment win over ``.env``.
 import functools
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,6 +89,11 @@ class Settings(BaseSettings):
     SENTRY_DSN: str = ""
     # Unset: /metrics is for admins only. A token is a password: long and random.
     METRICS_TOKEN: str = Field("", pattern=r"^(.{16,})?$")
+    # The release a process runs, for the deploy marks of the metrics page: what the platform
+    # sets (Heroku's dyno metadata) or a deploy script does (RELEASE); see ``release``.
+    HEROKU_RELEASE_VERSION: str = ""
+    HEROKU_SLUG_COMMIT: str = ""
+    RELEASE: str = ""
     LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
@@ -107,6 +113,27 @@ class Settings(BaseSettings):
         # Only what ``read_settings`` passes in: tests hand it a mapping of their own, and
         # the processes os.environ (with .env loaded into it above).
         return (init_settings,)
+
+
+def release(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The release this process runs: ``HEROKU_RELEASE_VERSION``, ``HEROKU_SLUG_COMMIT`` or
+    ``RELEASE``, the first that is set; else, in a git checkout, its commit; else None."""
+    settings = read_settings(environ)
+    for value in (settings.HEROKU_RELEASE_VERSION, settings.HEROKU_SLUG_COMMIT, settings.RELEASE):
+        if value:
+            return value
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=INSTANCE_PATH.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
+        return None
+    return found.stdout.strip() or None
 
 
 def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:

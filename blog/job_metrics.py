@@ -26,6 +26,7 @@ the worker sends a job's metrics with its other counts in one round trip
 for what a function costs per day.
 """
 
+import functools
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,12 @@ from redis import Redis
 from redis.client import Pipeline
 from rq.job import Job
 
+from blog import config
+
 KEY_PREFIX = "blog:metrics"
 INDEX_KEY = f"{KEY_PREFIX}:functions"  # "queue:function" → when it last ran (a sorted set)
+RELEASES_KEY = f"{KEY_PREFIX}:releases"  # release → when a worker of it first ended a job
+KEEP_RELEASES = 50
 KEEP = timedelta(hours=72)
 FINISHED = "finished"
 FAILED = "failed"
@@ -120,6 +125,15 @@ def add_execution(
     outcome = FAILED if failed else FINISHED
     _add(pipe, all_time_key(queue, function, outcome), ALL_TIME, failed, duration, wait)
     pipe.zadd(INDEX_KEY, {f"{queue}:{function}": at.timestamp()}, gt=True)
+    if release := this_release():  # the first job of a new release marks when it came out
+        pipe.zadd(RELEASES_KEY, {release: at.timestamp()}, nx=True)
+        pipe.zremrangebyrank(RELEASES_KEY, 0, -KEEP_RELEASES - 1)
+
+
+@functools.cache
+def this_release() -> str | None:
+    """The release this process runs (``blog.config.release``), looked up once."""
+    return config.release()
 
 
 def _add(pipe: Pipeline, key: str, layout: Layout, failed: bool, duration, wait) -> None:
@@ -275,3 +289,9 @@ def all_time(connection: Redis, queue: str, function: str) -> dict[str, Counts]:
     keys = [all_time_key(queue, function, outcome) for outcome in (FINISHED, FAILED)]
     finished, failed = connection.mget(keys)
     return {FINISHED: Counts.parse(finished, ALL_TIME), FAILED: Counts.parse(failed, ALL_TIME)}
+
+
+def releases(connection: Redis, since: datetime) -> list[tuple[str, datetime]]:
+    """The releases whose workers started ending jobs since ``since``, oldest first."""
+    rows = connection.zrangebyscore(RELEASES_KEY, since.timestamp(), "+inf", withscores=True)
+    return [(name.decode(), datetime.fromtimestamp(score, UTC)) for name, score in rows]

@@ -120,3 +120,19 @@ def test_names_are_escaped(app, client, as_admin):
     function = client.get("/admin/metrics/default/" + PAYLOAD)
     assert function.status_code == 200
     assert "<img" not in function.text
+
+
+def test_deploys_are_marked_on_the_chart_of_their_period(app, client, as_admin):
+    record(app, "app.report", minutes_ago=0, duration=0.1)
+    connection = app.extensions["redis"]
+    connection.delete(job_metrics.RELEASES_KEY)  # the checkout's commit, which recorded it
+    now = datetime.now(UTC)
+    connection.zadd(job_metrics.RELEASES_KEY, {"v41": (now - timedelta(hours=5)).timestamp()})
+    connection.zadd(job_metrics.RELEASES_KEY, {"v42": (now - timedelta(minutes=10)).timestamp()})
+
+    hour = client.get("/admin/metrics/default/app.report").text
+    assert hour.count('class="deploy"') == 2  # v42 on both strips
+    assert "v42 deployed" in hour and "v41" not in hour
+    eight = client.get("/admin/metrics/default/app.report?window=8h").text
+    assert eight.count('class="deploy"') == 4
+    assert "Deploys: v41 on" in html.text(eight)

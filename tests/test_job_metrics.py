@@ -1,11 +1,12 @@
 """The job metrics: recorded per function by the worker as each job ends, read back by window."""
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq.job import JobStatus
 
-from blog import job_metrics
+from blog import config, job_metrics
 from blog.job_metrics import Counts, bucket
 from blog.queues import backoff, enqueue
 from tests import jobs
@@ -83,6 +84,44 @@ def test_a_minutes_record_expires_after_72_hours(app):
     assert 71 * 3600 < connection.ttl(minute) <= 72 * 3600
     assert all(connection.ttl(key) == -1 for key in connection.keys("blog:metrics:all:*"))
     assert len(connection.get(minute)) <= job_metrics.MINUTE_RECORD_BYTES
+
+
+@pytest.fixture
+def release(monkeypatch):
+    """Set the release the worker runs, as a platform would."""
+
+    def set_release(name: str) -> None:
+        monkeypatch.setenv("RELEASE", name)
+        job_metrics.this_release.cache_clear()
+
+    yield set_release
+    job_metrics.this_release.cache_clear()
+
+
+def test_a_release_is_the_platforms_id_or_the_git_commit():
+    assert config.release({"RELEASE": "r1", "HEROKU_SLUG_COMMIT": "abc"}) == "abc"
+    assert config.release({"RELEASE": "r1", "HEROKU_RELEASE_VERSION": "v9"}) == "v9"
+    assert config.release({"RELEASE": "r1"}) == "r1"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert head.startswith(config.release({}))
+
+
+def test_the_first_job_of_each_release_marks_when_it_came_out(app, run_jobs, release):
+    connection = app.extensions["redis"]
+    before = datetime.now(UTC)
+    release("v7")
+    with app.app_context():
+        enqueue(demo, 0, "first")
+        enqueue(demo, 0, "second")
+    run_jobs()
+    (v7,) = job_metrics.releases(connection, since=before)
+    release("v8")
+    with app.app_context():
+        enqueue(demo, 0, "after the deploy")
+    run_jobs()
+
+    assert [name for name, _ in job_metrics.releases(connection, since=before)] == ["v7", "v8"]
+    assert job_metrics.releases(connection, since=before)[0] == v7  # not moved by later jobs
 
 
 def test_the_worker_records_each_function_apart(app, run_jobs):

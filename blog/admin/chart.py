@@ -8,6 +8,7 @@ any size, and never text inside the SVG.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from blog.job_stats import Minute
 
@@ -33,6 +34,14 @@ class Strip:
     top: int
     height: int
     width: int = WIDTH
+
+
+@dataclass
+class Mark:
+    """A vertical line across a strip: a deploy, on the metrics page."""
+
+    x: float
+    label: str
 
 
 @dataclass
@@ -80,3 +89,13 @@ def per_minute(minutes: list[Minute]) -> Chart:
         processed=strip(minutes, "processed", PROCESSED_HEIGHT),
         failed=strip(minutes, "failed", FAILED_HEIGHT),
     )
+
+
+def marks(events: list[tuple[datetime, str]], start: datetime, end: datetime) -> list[Mark]:
+    """Where each event falls on a chart from ``start`` to ``end``; those outside are left out."""
+    span = (end - start).total_seconds()
+    return [
+        Mark(WIDTH * (moment - start).total_seconds() / span, label)
+        for moment, label in events
+        if start <= moment <= end
+    ]

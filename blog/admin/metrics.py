@@ -9,7 +9,7 @@ from blog import job_metrics
 from blog.admin import chart
 from blog.job_stats import Minute
 from blog.queues import redis_connection
-from blog.templating import format_duration
+from blog.templating import format_datetime, format_duration
 
 bp = Blueprint("metrics", __name__, url_prefix="/admin/metrics")
 
@@ -57,6 +57,8 @@ def one_function(queue_name: str, function_name: str):
     shown = records[-job_metrics.WINDOWS[window] :]
     counts = job_metrics.total(c for _, c in shown)
     slots = job_metrics.slots(shown, BARS)
+    start, end = shown[0][0], shown[-1][0] + timedelta(minutes=1)
+    deploys = job_metrics.releases(connection, since=start)
     return render_template(
         "admin/metrics_function.html",
         queue_name=queue_name,
@@ -67,6 +69,12 @@ def one_function(queue_name: str, function_name: str):
         counts=counts,
         series=chart.per_minute([Minute(start, c.executions, c.failures) for start, c in slots]),
         minutes_per_bar=len(shown) // len(slots),
+        deploys=deploys,
+        deploy_marks=chart.marks(
+            [(moment, f"{name} deployed {format_datetime(moment)}") for name, moment in deploys],
+            start,
+            end,
+        ),
         times=histogram(counts.time_buckets),
         waits=histogram(counts.wait_buckets),
         histogram_axis=[
