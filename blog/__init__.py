@@ -7,7 +7,16 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import bad_input, error_reporting, errors, queues, security_headers, templating, timing
+from blog import (
+    bad_input,
+    error_reporting,
+    errors,
+    queues,
+    request_metrics,
+    security_headers,
+    templating,
+    timing,
+)
 from blog import config as app_config
 from blog.extensions import csrf, db, limiter, login_manager
 
@@ -44,6 +53,7 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     security_headers.init_app(app)
     templating.init_app(app)
     timing.init_app(app)
+    request_metrics.init_app(app)
     commands.init_app(app)
     return app
 

@@ -1,8 +1,9 @@
-"""``/metrics``: the job metrics, queues and workers in Prometheus's text format.
+"""``/metrics``: the job metrics, queues, workers and web requests in Prometheus's text format.
 
-Everything is read from Redis when Prometheus scrapes, never counted in the web process: the
-workers' all-time records (``blog.job_metrics``) for the job counters and histograms, RQ's
-queues and workers for the rest. So every scrape of any web process sees the same figures,
+Everything is read from Redis when Prometheus scrapes, never counted in the web process's
+memory: the workers' all-time records (``blog.job_metrics``) for the job counters and
+histograms, RQ's queues and workers, and the web requests' counters (``blog.request_metrics``).
+So every scrape of any web process sees the same figures,
 whichever gunicorn worker answers and however many worker processes ran the jobs, and a
 restart loses nothing.
 
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from redis import Redis
 
-from blog import job_metrics, queue_admin
+from blog import job_metrics, queue_admin, request_metrics
 from blog.queues import redis_connection
 
 bp = Blueprint("prometheus", __name__)
@@ -70,6 +71,7 @@ class JobCollector(Collector):
         yield from self.job_metrics()
         yield from self.queues()
         yield self.workers()
+        yield from self.requests()
 
     def job_metrics(self):
         executions = CounterMetricFamily(
@@ -118,6 +120,25 @@ class JobCollector(Collector):
         workers.add_metric(["busy"], busy)
         workers.add_metric(["idle"], len(stats) - busy)
         return workers
+
+    def requests(self):
+        requests = CounterMetricFamily(
+            "blog_http_requests",
+            "Web requests, by endpoint, method and status.",
+            labels=["endpoint", "method", "status"],
+        )
+        durations = HistogramMetricFamily(
+            "blog_http_request_duration_seconds",
+            "How long the app took to answer web requests.",
+            labels=["endpoint", "method"],
+        )
+        for route in request_metrics.routes(self.connection):
+            for status, count in sorted(route.statuses.items()):
+                requests.add_metric([route.endpoint, route.method, str(status)], count)
+            durations.add_metric(
+                [route.endpoint, route.method], cumulative(route.buckets), sum_value=route.seconds
+            )
+        yield from (requests, durations)
 
 
 def cumulative(buckets: list[int]) -> list[tuple[str, int]]:

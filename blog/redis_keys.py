@@ -16,7 +16,7 @@ from blog import job_metrics, job_stats, rq_internals
 KINDS = (
     *rq_internals.KEY_KINDS,
     (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
-    (f"{job_metrics.KEY_PREFIX}:", "job metrics"),  # per function, minute by minute
+    (f"{job_metrics.KEY_PREFIX}:", "metrics"),  # per job function and web endpoint
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )

@@ -1,11 +1,15 @@
 """/metrics: Prometheus's view of the jobs, queues and workers, for admins and a bearer token."""
 
+import urllib.request
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from blog.config import ConfigError, from_environment
 from blog.queues import backoff, enqueue
+from devtools.embedded_redis import free_port
 from tests import jobs
+from tests.dynos import Dyno, platform_env, wait_for
 from workers.demo import demo
 
 TOKEN = "a-token-long-enough-to-guess-never"
@@ -113,3 +117,72 @@ def test_a_short_token_stops_the_app_at_start(tmp_path):
         from_environment(tmp_path, {"APP_ENV": "development", "METRICS_TOKEN": "secret"})
     config = from_environment(tmp_path, {"APP_ENV": "development", "METRICS_TOKEN": TOKEN})
     assert config["METRICS_TOKEN"] == TOKEN
+
+
+def get(client, path: str, **kwargs) -> int:
+    """A request, closed as a server closes it once sent: that is when its count is written."""
+    with client.get(path, **kwargs) as response:
+        return response.status_code
+
+
+def test_web_requests_are_counted_by_endpoint_method_and_status(app, client, token):
+    for _ in range(3):
+        assert get(client, "/healthz") == 200
+    assert get(client, "/no-such-page") == 404
+    assert get(client, "/metrics") == 401
+
+    samples = scrape(client)
+    health = {"endpoint": "health.healthz", "method": "GET"}
+    assert sample(samples, "blog_http_requests_total", **health, status="200") == 3
+    assert sample(samples, "blog_http_requests_total", endpoint="none", method="GET", status="404")
+    metrics = {"endpoint": "prometheus.metrics", "method": "GET"}
+    assert sample(samples, "blog_http_requests_total", **metrics, status="401") == 1
+    assert sample(samples, "blog_http_request_duration_seconds_count", **health) == 3
+    assert sample(samples, "blog_http_request_duration_seconds_bucket", **health, le="+Inf") == 3
+
+
+def test_a_request_is_answered_when_its_count_cannot_be_written(make_app, caplog):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    assert get(app.test_client(), "/healthz") == 503  # says Redis is down, as it should
+    assert "request metrics not recorded" in caplog.text
+
+
+@pytest.mark.integration
+def test_the_requests_of_every_gunicorn_worker_add_up(
+    app, live_redis, test_redis_url, postgres_database, tmp_path
+):
+    port = free_port()
+    env = platform_env(
+        DATABASE_URL=postgres_database,
+        REDIS_URL=test_redis_url,
+        PORT=port,
+        WEB_CONCURRENCY=3,
+        APP_ENV="production",
+        SECRET_KEY="metrics-test-only-not-a-secret",
+        APP_URL="https://blog.example.com",
+        METRICS_TOKEN=TOKEN,
+    )
+    web = Dyno("web", env, tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"{base}/healthz", timeout=5), 60, "the web")
+        for _ in range(30):
+            urllib.request.urlopen(f"{base}/login", timeout=5).read()
+
+        def logins() -> float:
+            request = urllib.request.Request(f"{base}/metrics", headers=BEARER)
+            text = urllib.request.urlopen(request, timeout=5).read().decode()
+            samples = {
+                (s.name, s.labels.get("endpoint"), s.labels.get("status")): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            return samples.get(("blog_http_requests_total", "auth.login", "200"))
+
+        assert wait_for(lambda: logins() == 30, 10, "the 30 requests to be counted")
+        workers = {
+            line.split()[-1] for line in web.output().splitlines() if "Booting worker" in line
+        }
+        assert len(workers) == 3
+    finally:
+        web.kill()
