@@ -178,10 +178,13 @@ def test_the_procfile_worker_records_successes_failures_and_retries(
 
 
 @pytest.mark.integration
-def test_a_timed_out_job_is_a_failure_as_long_as_its_timeout(app, live_redis, rq_worker_process):
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_a_timed_out_job_is_a_failure_as_long_as_its_timeout(
+    app, live_redis, rq_worker_process, mode
+):
     with app.app_context():
         job = enqueue(demo, 60, "too long", job_timeout=1)
-    rq_worker_process()
+    rq_worker_process(env={"WORKER_MODE": mode})
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FAILED, 30, "the job to time out")
     wait_for(lambda: last_hour(live_redis, DEMO).executions, 10, "its metrics")
 
