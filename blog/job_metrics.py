@@ -16,6 +16,8 @@ all-time record per outcome, for Prometheus, whose counters must never go down.
   worker's job that RQ puts straight back on its queue as it ends (a retry without a delay,
   an interrupted job) has had its ``enqueued_at`` overwritten by then: its wait is unknown
   and left out, which is why waits are counted apart from executions.
+- **Releases**: the first job a worker of a new release ends marks when that release came
+  out (``RELEASES_KEY``), for the deploy marks of the metrics page's charts.
 - **Histograms** share fixed log-scale buckets (``BOUNDS``), so records add up across
   minutes, workers and processes; percentiles are read from them as Prometheus's
   ``histogram_quantile`` does, by interpolating within a bucket.
@@ -41,7 +43,7 @@ from blog import config
 KEY_PREFIX = "blog:metrics"
 INDEX_KEY = f"{KEY_PREFIX}:functions"  # "queue:function" → when it last ran (a sorted set)
 RELEASES_KEY = f"{KEY_PREFIX}:releases"  # release → when a worker of it first ended a job
-KEEP_RELEASES = 50
+KEEP_RELEASES = 50  # the newest; older ones are dropped as new ones come
 KEEP = timedelta(hours=72)
 FINISHED = "finished"
 FAILED = "failed"
@@ -75,6 +77,12 @@ class Layout:
     @property
     def size(self) -> int:
         return 16 + (3 + 2 * BUCKETS) * self.count_bits // 8
+
+    @property
+    def struct_format(self) -> str:
+        """The record as ``struct`` reads it: big-endian, as BITFIELD writes it."""
+        count = "I" if self.count_type == "u32" else "q"
+        return f">qq{3 + 2 * BUCKETS}{count}"
 
 
 MINUTE = Layout("u32")
@@ -124,6 +132,7 @@ def add_execution(
     pipe.expire(key, KEEP)
     outcome = FAILED if failed else FINISHED
     _add(pipe, all_time_key(queue, function, outcome), ALL_TIME, failed, duration, wait)
+    # GT (Redis 6.2): a worker whose clock is behind never moves a function's last run back.
     pipe.zadd(INDEX_KEY, {f"{queue}:{function}": at.timestamp()}, gt=True)
     if release := this_release():  # the first job of a new release marks when it came out
         pipe.zadd(RELEASES_KEY, {release: at.timestamp()}, nx=True)
@@ -136,7 +145,9 @@ def this_release() -> str | None:
     return config.release()
 
 
-def _add(pipe: Pipeline, key: str, layout: Layout, failed: bool, duration, wait) -> None:
+def _add(
+    pipe: Pipeline, key: str, layout: Layout, failed: bool, duration: float, wait: float | None
+) -> None:
     command = pipe.bitfield(key).overflow("SAT")
     command.incrby("i64", 0, round(duration * 1_000_000))
     command.incrby(layout.count_type, layout.count_offset(EXECUTIONS), 1)
@@ -169,10 +180,9 @@ class Counts:
     def parse(cls, raw: bytes | None, layout: Layout) -> "Counts":
         if not raw:
             return cls()
-        raw = raw.ljust(layout.size, b"\0")
-        count_format = "I" if layout.count_type == "u32" else "q"
+        # BITFIELD makes the string only as long as the last counter it wrote to.
         time_us, wait_us, *counts = struct.unpack(
-            f">qq{3 + 2 * BUCKETS}{count_format}", raw[: layout.size]
+            layout.struct_format, raw.ljust(layout.size, b"\0")
         )
         return cls(
             time_us / 1e6,
