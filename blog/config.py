@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
-    # Unset: /metrics is for admins only. A token is a password: long and random.
-    METRICS_TOKEN: str = Field("", pattern=r"^(.{16,})?$")
+    # Unset: /metrics is for admins only; see ``metrics_token``.
+    METRICS_TOKEN: str = ""
     # The release a process runs, for the deploy marks of the metrics page: what the platform
     # sets (Heroku's dyno metadata) or a deploy script does (RELEASE); see ``release``.
     HEROKU_RELEASE_VERSION: str = ""
@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         # Only what ``read_settings`` passes in: tests hand it a mapping of their own, and
         # the processes os.environ (with .env loaded into it above).
         return (init_settings,)
+
+
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def metrics_token(settings: Settings) -> str:
+    """``METRICS_TOKEN``, checked: a password, so long enough not to be guessed (and never
+    shown in the error, unlike other values)."""
+    token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return token
 
 
 def release(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -442,7 +457,7 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "MAIL_REROUTE": mail_reroute(settings.MAIL_REROUTE),
         "MAIL_FROM": settings.MAIL_FROM,
         # Prometheus sends it as a bearer token to scrape /metrics (blog.prometheus).
-        "METRICS_TOKEN": settings.METRICS_TOKEN,
+        "METRICS_TOKEN": metrics_token(settings),
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": settings.MAIL_CLAIM_LEASE_SECONDS,
         # How long after signing up a user who has not posted gets a reminder.
