@@ -205,3 +205,14 @@ def test_a_scheduled_jobs_wait_counts_from_its_due_time(app, live_redis, rq_work
     counts = last_hour(live_redis, DEMO)
     assert counts.waits == 1
     assert counts.wait_total < 1.0  # not the 2 s it was scheduled for
+
+
+@pytest.mark.integration
+def test_a_minute_of_a_function_costs_at_most_what_the_readme_says(live_redis):
+    with live_redis.pipeline() as pipe:
+        # A failure in the highest buckets writes the longest record there is.
+        job_metrics.add_execution(pipe, "workers.tagging.tag_post", "default", True, 5000, 5000)
+        pipe.execute()
+    (minute,) = live_redis.keys("blog:metrics:minute:*")
+    assert live_redis.strlen(minute) == job_metrics.MINUTE_RECORD_BYTES
+    assert live_redis.memory_usage(minute) <= 350
