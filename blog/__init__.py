@@ -7,7 +7,16 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blog import bad_input, error_reporting, errors, queues, security_headers, templating, timing
+from blog import (
+    bad_input,
+    error_reporting,
+    errors,
+    queues,
+    request_metrics,
+    security_headers,
+    templating,
+    timing,
+)
 from blog import config as app_config
 from blog.extensions import csrf, db, limiter, login_manager
 
@@ -44,6 +53,7 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     security_headers.init_app(app)
     templating.init_app(app)
     timing.init_app(app)
+    request_metrics.init_app(app)
     commands.init_app(app)
     return app
 
@@ -95,10 +105,12 @@ def register_blueprints(app: Flask) -> None:
     from blog.health import bp as health_bp
     from blog.mailbox.views import bp as mailbox_bp
     from blog.posts.views import bp as posts_bp
+    from blog.prometheus import bp as prometheus_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(posts_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(prometheus_bp)
     # Pages link the icon; this is for the browsers and tools that ask for it by this name.
     app.add_url_rule("/favicon.ico", "favicon", redirect_to="/static/favicon.svg")
     if app.config["DEV_MAILBOX"]:

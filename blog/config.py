@@ -14,6 +14,7 @@ Variables already set in the environment win over ``.env``.
 import functools
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
+    # Unset: /metrics is for admins only; see ``metrics_token``.
+    METRICS_TOKEN: str = ""
+    # The release a process runs, for the deploy marks of the metrics page: what the platform
+    # sets (Heroku's dyno metadata) or a deploy script does (RELEASE); see ``release``.
+    HEROKU_RELEASE_VERSION: str = ""
+    HEROKU_SLUG_COMMIT: str = ""
+    RELEASE: str = ""
     LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
@@ -105,6 +113,42 @@ class Settings(BaseSettings):
         # Only what ``read_settings`` passes in: tests hand it a mapping of their own, and
         # the processes os.environ (with .env loaded into it above).
         return (init_settings,)
+
+
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def metrics_token(settings: Settings) -> str:
+    """``METRICS_TOKEN``, checked: a password, so long enough not to be guessed (and never
+    shown in the error, unlike other values)."""
+    token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return token
+
+
+def release(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The release this process runs: ``HEROKU_RELEASE_VERSION``, ``HEROKU_SLUG_COMMIT`` or
+    ``RELEASE``, the first that is set; else, in a git checkout, its commit; else None."""
+    settings = read_settings(environ)
+    for value in (settings.HEROKU_RELEASE_VERSION, settings.HEROKU_SLUG_COMMIT, settings.RELEASE):
+        if value:
+            return value
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=INSTANCE_PATH.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
+        return None
+    return found.stdout.strip() or None
 
 
 def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -412,6 +456,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # Staging: every email to this one address instead, or "drop" to send none.
         "MAIL_REROUTE": mail_reroute(settings.MAIL_REROUTE),
         "MAIL_FROM": settings.MAIL_FROM,
+        # Prometheus sends it as a bearer token to scrape /metrics (blog.prometheus).
+        "METRICS_TOKEN": metrics_token(settings),
         # An attempt to send an email holds it this long; then another may take it over.
         "MAIL_CLAIM_LEASE_SECONDS": settings.MAIL_CLAIM_LEASE_SECONDS,
         # How long after signing up a user who has not posted gets a reminder.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
+from redis.client import Pipeline
 
 PROCESSED = "processed"
 FAILED = "failed"
@@ -43,14 +44,20 @@ def minute_key(outcome: str, moment: datetime) -> str:
 
 def record_job(connection: Redis, failed: bool, at: datetime | None = None) -> None:
     """Count one execution of a job, failed or not, in one round trip."""
+    with connection.pipeline() as pipe:
+        add_job(pipe, failed, at)
+        pipe.execute()
+
+
+def add_job(pipe: Pipeline, failed: bool, at: datetime | None = None) -> None:
+    """Add the commands that count one execution to ``pipe``, for a caller that sends them
+    with others (the worker, with the job's metrics)."""
     at = at or datetime.now(UTC)
     outcomes = (PROCESSED, FAILED) if failed else (PROCESSED,)
-    with connection.pipeline() as pipe:
-        for outcome in outcomes:
-            pipe.incr(total_key(outcome))
-            pipe.incr(minute_key(outcome, at))
-            pipe.expire(minute_key(outcome, at), MINUTE_KEY_TTL)
-        pipe.execute()
+    for outcome in outcomes:
+        pipe.incr(total_key(outcome))
+        pipe.incr(minute_key(outcome, at))
+        pipe.expire(minute_key(outcome, at), MINUTE_KEY_TTL)
 
 
 def totals(connection: Redis) -> dict[str, int]:

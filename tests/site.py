@@ -4,6 +4,7 @@ import re
 
 from flask import Flask
 
+from blog import job_metrics
 from blog.extensions import db
 from blog.mail import welcome_email
 from blog.queues import enqueue
@@ -17,8 +18,8 @@ FILES = {"static": "site.css", "rq_dashboard.static": "js/jquery-3.5.1.min.js"}
 
 
 def populate(app: Flask) -> dict:
-    """A user, an admin with a tagged post, an email and a queued job; the ids of each, as
-    the URL map names them."""
+    """A user, an admin with a tagged post, an email, a queued job and the metrics of a job
+    that ran; the ids of each, as the URL map names them."""
     with app.app_context():
         ada = factories.user("ada@example.com")
         root = factories.user("root@example.com", admin=True)
@@ -27,6 +28,9 @@ def populate(app: Flask) -> dict:
         db.session.add(email)
         db.session.commit()
         job = enqueue(demo, 0, "sample", job_id="sample-job")
+        with app.extensions["redis"].pipeline() as pipe:
+            job_metrics.add_execution(pipe, job.func_name, "default", False, 0.01, 0.01)
+            pipe.execute()
         return {
             "users": {"user": ada.id, "admin": root.id},
             "post_id": post.id,
@@ -39,6 +43,7 @@ def populate(app: Flask) -> dict:
             "per_page": 8,
             "order": "asc",
             "page": 1,
+            "function_name": job.func_name,
         }
 
 

@@ -42,6 +42,7 @@ SAMPLE_VALUES = {
     "page": 1,
     "job_id": FAILED_JOB,
     "filename": "css/main.css",
+    "function_name": "tests.jobs.fail_with",  # what the failed_job fixture ran
 }
 REFUSED = {("rq_dashboard.requeue_all", "GET")}  # it changes things, so POST only
 

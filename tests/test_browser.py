@@ -365,3 +365,30 @@ def test_admin(walk):
     open_menu_on_a_phone(walk)
     page.click("#navbarSupportedContent >> text=Back to the blog")
     page.wait_for_url(f"{site.url}/")
+
+
+def test_job_metrics(walk):
+    page, site = walk.page, walk.site
+    with site.app.app_context():
+        enqueue(demo, 0.3, "fine")
+        enqueue(demo, 0, "broken", 1.0)
+    log_in(walk, ADMIN, factories.PASSWORD)
+
+    walk.go("/admin/stats")
+    page.click("main >> text=job metrics")
+    page.wait_for_url(f"{site.url}/admin/metrics/")
+
+    def listed() -> bool:
+        page.reload()
+        return page.locator("text=workers.demo.demo").count() > 0
+
+    wait_for(listed, 30, "the worker to run the demo jobs")
+    walk.check("metrics")
+
+    page.click("text=workers.demo.demo")
+    page.wait_for_selector("svg rect.processed")
+    assert page.locator("table.metrics tbody tr").count() == 4  # 1h, 8h, 24h, 72h
+    walk.check("metrics-function")
+    page.click("nav.windows >> text=72h")
+    page.wait_for_selector("text=A bar is 72 minutes")
+    walk.check("metrics-72h")

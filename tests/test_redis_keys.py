@@ -40,6 +40,7 @@ def test_kinds_follow_rq_key_names():
     assert redis_keys.kind_of("rq:wip:default") == "started registries"
     assert redis_keys.kind_of("rq:workers:default") == "workers"
     assert redis_keys.kind_of("rq:scheduler-lock:low") == "scheduler"
+    assert redis_keys.kind_of("blog:metrics:minute:default:app.f:2026-12-04T18:30") == "metrics"
     assert redis_keys.kind_of("LIMITS:LIMITER/blog/1.2.3.4") == "rate limits"
     assert redis_keys.kind_of("session:42") == "other"
 

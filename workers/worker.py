@@ -25,7 +25,7 @@ import time
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_stats
+from blog import job_metrics, job_stats
 from blog.queue_admin import paused_queues
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
@@ -97,16 +97,23 @@ class JobLog:
         self.running = None
         status = final_status(job, refresh=not self.outcome_in_memory)
         outcome, note = OUTCOMES.get(status, (str(status), ""))
+        duration = time.monotonic() - self._started
         log.info(
             "job %s %s on %s: %s in %.3fs%s",
             job.id,
             job.func_name,
             queue.name,
             outcome,
-            time.monotonic() - self._started,
+            duration,
             note,
         )
-        job_stats.record_job(self.connection, failed=status != JobStatus.FINISHED)
+        failed = status != JobStatus.FINISHED
+        with self.connection.pipeline() as pipe:  # the counts and the metrics: one round trip
+            job_stats.add_job(pipe, failed=failed)
+            job_metrics.add_execution(
+                pipe, job.func_name, queue.name, failed, duration, job_metrics.wait_of(job)
+            )
+            pipe.execute()
 
     def requeue_interrupted(self, job, queue, execution) -> bool:
         """Put a job that its worker's stop interrupted back at the front of its queue."""

@@ -1,4 +1,5 @@
-"""The stats page's chart of jobs per minute, drawn on the server as SVG bars.
+"""The admin's charts, drawn on the server as SVG bars: jobs per minute on the stats and
+metrics pages, and the metrics page's histograms.
 
 Failures get a strip of their own under the processed bars, on their own scale: on one
 scale, a minute with one failure among a hundred jobs would be a sliver no one sees. The
@@ -7,6 +8,7 @@ any size, and never text inside the SVG.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from blog.job_stats import Minute
 
@@ -35,6 +37,14 @@ class Strip:
 
 
 @dataclass
+class Mark:
+    """A vertical line across a strip: a deploy, on the metrics page."""
+
+    x: float
+    label: str
+
+
+@dataclass
 class Chart:
     processed: Strip
     failed: Strip
@@ -50,20 +60,28 @@ def round_up(count: int) -> int:
         scale *= 10
 
 
-def strip(minutes: list[Minute], field: str, height: int) -> Strip:
-    counts = [getattr(m, field) for m in minutes]
+def bars(counts: list[int], labels: list[str], height: int) -> Strip:
+    """A strip of one bar per count, side by side, each with its label."""
     top = round_up(max(counts))
-    slot = WIDTH / len(minutes)
-    bars = [
-        Bar(
-            x=i * slot + 1,
-            width=slot - 2,
-            height=max(height * count / top, MIN_HEIGHT) if count else 0,
-            label=f"{m.start:%H:%M} UTC: {m.processed} processed, {m.failed} failed",
-        )
-        for i, (m, count) in enumerate(zip(minutes, counts, strict=True))
-    ]
-    return Strip(bars, top, height)
+    slot = WIDTH / len(counts)
+    return Strip(
+        [
+            Bar(
+                x=i * slot + 1,
+                width=slot - 2,
+                height=max(height * count / top, MIN_HEIGHT) if count else 0,
+                label=label,
+            )
+            for i, (count, label) in enumerate(zip(counts, labels, strict=True))
+        ],
+        top,
+        height,
+    )
+
+
+def strip(minutes: list[Minute], field: str, height: int) -> Strip:
+    labels = [f"{m.start:%H:%M} UTC: {m.processed} processed, {m.failed} failed" for m in minutes]
+    return bars([getattr(m, field) for m in minutes], labels, height)
 
 
 def per_minute(minutes: list[Minute]) -> Chart:
@@ -71,3 +89,13 @@ def per_minute(minutes: list[Minute]) -> Chart:
         processed=strip(minutes, "processed", PROCESSED_HEIGHT),
         failed=strip(minutes, "failed", FAILED_HEIGHT),
     )
+
+
+def marks(events: list[tuple[datetime, str]], start: datetime, end: datetime) -> list[Mark]:
+    """Where each event falls on a chart from ``start`` to ``end``; those outside are left out."""
+    span = (end - start).total_seconds()
+    return [
+        Mark(WIDTH * (moment - start).total_seconds() / span, label)
+        for moment, label in events
+        if start <= moment <= end
+    ]
