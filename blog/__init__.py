@@ -1,7 +1,5 @@
 """The blog: a Flask application whose slow work runs in the background on RQ."""
 
-import logging
-import sys
 from pathlib import Path
 
 from flask import Flask
@@ -11,6 +9,7 @@ from blog import (
     bad_input,
     error_reporting,
     errors,
+    logs,
     queues,
     request_metrics,
     security_headers,
@@ -42,7 +41,7 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     app.config.from_mapping(app_config.from_environment(Path(app.instance_path)))
     app.config.from_mapping(config or {})
 
-    configure_logging(app)
+    logs.init_app(app)
     bad_input.init_app(app)
     trust_proxies(app)
     error_reporting.init_app(app)
@@ -56,26 +55,6 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     request_metrics.init_app(app)
     commands.init_app(app)
     return app
-
-
-def configure_logging(app: Flask) -> None:
-    """Send the app's and the jobs' log lines to stdout, where a PaaS collects them.
-
-    Only our own loggers (``blog.*``, ``workers.*``) get the handler: RQ and gunicorn set up
-    their own, and a shared root handler would print their lines twice. Tests keep pytest's.
-    """
-    if app.testing:
-        return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    for name in ("blog", "workers"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(handler)
-            logger.setLevel(app.config["LOG_LEVEL"])
-            logger.propagate = False
 
 
 def trust_proxies(app: Flask) -> None:

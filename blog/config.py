@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     HEROKU_SLUG_COMMIT: str = ""
     RELEASE: str = ""
     LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
+    # One JSON object per line, for a platform's log search (blog.logs); text otherwise.
+    LOG_FORMAT: Annotated[Literal["text", "json"], Lower] = "text"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
     WORKER_MODE: Annotated[Literal["threads", "fork"], Lower] = "threads"
@@ -493,6 +495,7 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # Errors of the web process and of jobs go to Sentry when this is set.
         "SENTRY_DSN": sentry_dsn(settings.SENTRY_DSN),
         "LOG_LEVEL": settings.LOG_LEVEL,
+        "LOG_FORMAT": settings.LOG_FORMAT,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).

@@ -8,7 +8,9 @@
 - ``ForkWorker``: RQ's ``HerokuWorker``, forking a work-horse per job (``WORKER_MODE=fork``).
 
 Both log one line when a job starts and one when it ends, with its duration and outcome,
-and count it for the admin stats page (``blog.job_stats``). A job interrupted because its
+and count it for the admin stats page (``blog.job_stats``). Every line logged while a job
+runs carries its id and function (``blog.logs``): set in the worker before the job starts,
+so a forking worker's work-horse inherits them. A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
 (``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
@@ -25,7 +27,7 @@ import time
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_metrics, job_stats
+from blog import job_metrics, job_stats, logs
 from blog.queue_admin import paused_queues
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
@@ -68,6 +70,7 @@ class JobLog:
         self.interruption: BaseException | None = None
         self.quiet = False  # set from the process's SIGTSTP handler
         self._started = 0.0
+        self._log_token = None
         self.push_exc_handler(self._note_interruption)
 
     def queues_to_serve(self, queues):
@@ -91,9 +94,16 @@ class JobLog:
         self.running = (job, queue)
         self.interruption = None
         self._started = time.monotonic()
+        self._log_token = logs.bind(job_id=job.id, job_function=job.func_name)
         log.info("job %s %s on %s: started", job.id, job.func_name, queue.name)
 
     def job_ended(self, job, queue):
+        try:
+            self._end(job, queue)
+        finally:
+            logs.unbind(self._log_token)
+
+    def _end(self, job, queue):
         self.running = None
         status = final_status(job, refresh=not self.outcome_in_memory)
         outcome, note = OUTCOMES.get(status, (str(status), ""))
