@@ -15,6 +15,7 @@ from blog import (
     security_headers,
     templating,
     timing,
+    tracing,
 )
 from blog import config as app_config
 from blog.extensions import csrf, db, limiter, login_manager
@@ -46,6 +47,7 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     trust_proxies(app)
     error_reporting.init_app(app)
     register_extensions(app, migrations)
+    tracing.init_app(app)  # before anything opens a database connection
     register_blueprints(app)
     admin.init_app(app)
     errors.init_app(app)

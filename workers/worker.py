@@ -10,7 +10,8 @@
 Both log one line when a job starts and one when it ends, with its duration and outcome,
 and count it for the admin stats page (``blog.job_stats``). Every line logged while a job
 runs carries its id and function (``blog.logs``): set in the worker before the job starts,
-so a forking worker's work-horse inherits them. A job interrupted because its
+so a forking worker's work-horse inherits them. With tracing on, each job's run is a span
+of the trace that enqueued it (``blog.tracing``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
 (``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
@@ -27,7 +28,7 @@ import time
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_metrics, job_stats, logs
+from blog import job_metrics, job_stats, logs, tracing
 from blog.queue_admin import paused_queues
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
@@ -72,6 +73,7 @@ class JobLog:
         self._started = 0.0
         self._log_token = None
         self.push_exc_handler(self._note_interruption)
+        self.push_exc_handler(self._trace_exception)
 
     def queues_to_serve(self, queues):
         if self.quiet:
@@ -89,6 +91,13 @@ class JobLog:
         elif isinstance(exc_value, ShutDownImminentException):  # a work-horse's, at a SIGTERM
             self.interruption = interrupts.WorkerStopping()
         return True  # and on to the next handler
+
+    def _trace_exception(self, job, exc_type, exc_value, traceback) -> bool:
+        tracing.record_exception(exc_value)
+        return True
+
+    def running_job(self, job, queue):
+        return tracing.job_span(job, queue.name, exits_after=self.forks)
 
     def job_started(self, job, queue):
         self.running = (job, queue)
