@@ -46,8 +46,10 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     bad_input.init_app(app)
     trust_proxies(app)
     error_reporting.init_app(app)
+    # Before the database engine is made (Flask-SQLAlchemy makes it in init_app): the SDK
+    # traces the queries of the engines made after it starts.
+    tracing.init_app(app)
     register_extensions(app, migrations)
-    tracing.init_app(app)  # before anything opens a database connection
     register_blueprints(app)
     admin.init_app(app)
     errors.init_app(app)

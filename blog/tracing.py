@@ -31,8 +31,8 @@ _otel = None  # blog.otel, once tracing is on in this process
 
 def init_app(app: Flask) -> None:
     """Trace this app when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (or tracing was started
-    already, as the tests do). Called before anything opens a database connection: the SDK
-    traces the engines created after it starts."""
+    already, as the tests do). Called before the app's database engine is made: the SDK
+    traces the queries of the engines made after it starts."""
     if app.config["OTEL_EXPORTER_OTLP_ENDPOINT"] and _otel is None:
         start(app.config["OTEL_SERVICE_NAME"])
     if _otel is not None:

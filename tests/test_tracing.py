@@ -1,10 +1,14 @@
 """Tracing (blog/tracing.py): one trace from the request that saved a post to its job's SQL,
 and nothing of OpenTelemetry in any process while OTEL_EXPORTER_OTLP_ENDPOINT is unset."""
 
+import http.server
 import subprocess
 import sys
+import threading
+import typing
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -137,3 +141,52 @@ def test_without_an_endpoint_no_process_loads_any_of_tracing(
     rq_worker(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "", "WORKER_MODE": mode})
     job.refresh()
     assert set(job.return_value()) == baseline
+
+
+class Collector(http.server.BaseHTTPRequestHandler):
+    """An OpenTelemetry collector's OTLP/HTTP endpoint, keeping the spans it is sent."""
+
+    spans: typing.ClassVar[list] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                self.spans.extend(scope.spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def collector():
+    Collector.spans = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", Collector.spans
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_the_real_worker_sends_the_jobs_spans_into_the_requests_trace(
+    client, auth, author_id, live_redis, rq_worker, collector, spans, mode
+):
+    endpoint, received = collector
+    auth.login()
+    client.post("/posts/new", data=POST)
+    (enqueue_span,) = [s for s in spans() if s.name == "enqueue workers.tagging.auto_tag_post"]
+
+    rq_worker(env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "WORKER_MODE": mode})
+
+    (job_span,) = [s for s in received if s.name == "run workers.tagging.auto_tag_post"]
+    assert int.from_bytes(job_span.trace_id) == enqueue_span.context.trace_id
+    assert int.from_bytes(job_span.parent_span_id) == enqueue_span.context.span_id
+    queries = [s.name.split()[0] for s in received if s.parent_span_id == job_span.span_id]
+    assert {"SELECT", "UPDATE"} <= set(queries), queries
