@@ -96,10 +96,10 @@ def formatter(log_format: str) -> logging.Formatter:
 
 def handler(log_format: str, stream=None) -> logging.Handler:
     """A handler writing to ``stream`` (stdout, where a platform collects logs)."""
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(formatter(log_format))
-    handler.addFilter(ContextFilter())
-    return handler
+    made = logging.StreamHandler(stream or sys.stdout)
+    made.setFormatter(formatter(log_format))
+    made.addFilter(ContextFilter())
+    return made
 
 
 def configure(log_format: str, level: str, stream=None) -> None:
@@ -107,7 +107,8 @@ def configure(log_format: str, level: str, stream=None) -> None:
 
     Only our own loggers (``blog.*``, ``workers.*``) get the handler in text mode: RQ and
     gunicorn set up their own, and a shared root handler would print their lines twice. In
-    JSON mode RQ's logger gets it too: RQ then adds none of its own.
+    JSON mode RQ's logger gets it too: RQ then adds none of its own (its worker still sets
+    the level of its own lines).
     """
     shared = handler(log_format, stream)
     names = OWN_LOGGERS + ((RQ_LOGGER,) if log_format == "json" else ())
@@ -115,8 +116,7 @@ def configure(log_format: str, level: str, stream=None) -> None:
         logger = logging.getLogger(name)
         if not logger.handlers:
             logger.addHandler(shared)
-            if name != RQ_LOGGER:  # RQ's worker sets its own level
-                logger.setLevel(level)
+            logger.setLevel(level)
             logger.propagate = False
 
 
