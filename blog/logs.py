@@ -4,8 +4,9 @@
 A platform's log search (Papertrail, Datadog, Loki ...) reads JSON lines as fields, so
 "every line of request 5f0c..." or "every line of job 3e1a..." is one query. The ids:
 
-- **a web request's** is the ``X-Request-ID`` header of the platform's router (Heroku and
-  nginx's ``$request_id`` set one) when it looks like an id, else a new one. The response
+- **a web request's** is the ``X-Request-ID`` header of the platform's router (Heroku's
+  sets one; nginx does with ``proxy_set_header X-Request-ID $request_id``) when it looks
+  like an id, else a new one. The response
   carries it back in its own ``X-Request-ID``, so the router's log line, the app's lines
   and a user's "it failed, request id ..." all meet;
 - **a job's** id and function are set by the worker around each job
@@ -29,7 +30,6 @@ from flask import Flask, Response, current_app, g, request
 
 from blog import timing
 
-LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The loggers that get the handler: ours, and in JSON mode RQ's (its worker would otherwise
 # print text lines of its own among the JSON ones). gunicorn's are set in gunicorn.conf.py.

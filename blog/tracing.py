@@ -14,8 +14,10 @@ each command, and two of the app's own, which join the request and the job:
 A trace in Jaeger, Honeycomb or Grafana Tempo then reads: POST /posts/new, its INSERT, the
 enqueue, and a few seconds later the job's run, its SELECT and UPDATE.
 
-Unset, nothing of OpenTelemetry is imported (``blog.otel`` only is), and each function here
-returns at once: the worker's memory and speed are what they were without it.
+Unset, ``blog.otel`` is never imported, so neither is the SDK's tracing nor an
+instrumentation, and each function here returns at once. (redis-py 8 imports OpenTelemetry's
+metrics API by itself wherever it is installed: ``tests/test_tracing.py`` holds every process
+to that much.)
 """
 
 import contextlib
