@@ -20,9 +20,10 @@ from tests.dynos import ROOT
 POST = {"title": "Background jobs with Redis", "body": "Redis and RQ run background jobs."}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def exporter():
-    """Tracing on in this process, into memory, for this module's tests."""
+    """Tracing on in this process, into memory, for this module's tests: started before any
+    of their apps is made, as create_app starts it when configured."""
     exporter = InMemorySpanExporter()
     tracing.start("tests", make_exporter=lambda: exporter)
     yield exporter
@@ -39,17 +40,6 @@ def spans(exporter):
         return exporter.get_finished_spans()
 
     return finished
-
-
-@pytest.fixture
-def app(spans, make_app):
-    """The app of conftest, made once tracing is on (as create_app does when configured)."""
-    from blog.extensions import db
-
-    app = make_app()
-    with app.app_context():
-        db.create_all()
-    return app
 
 
 def test_one_trace_runs_from_the_request_to_the_jobs_sql(
