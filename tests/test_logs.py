@@ -10,6 +10,7 @@ import pytest
 
 from blog import logs
 from blog.queues import enqueue
+from tests.jobs import fail_with
 from workers.demo import demo
 
 
@@ -112,6 +113,7 @@ def test_an_exception_stays_on_one_line():
 def test_every_line_of_a_job_carries_its_id_and_function(app, live_redis, rq_worker, mode):
     with app.app_context():
         jobs = [enqueue(demo, 0, f"job {n}") for n in range(3)]
+        failing = enqueue(fail_with, "on purpose")
     output = rq_worker(env={"LOG_FORMAT": "json", "WORKER_MODE": mode}).stdout
     lines = [json.loads(line) for line in output.splitlines()]  # every line is JSON
     for n, job in enumerate(jobs):
@@ -124,5 +126,10 @@ def test_every_line_of_a_job_carries_its_id_and_function(app, live_redis, rq_wor
         ]
         assert mine[3]["message"].startswith(f"job {job.id} workers.demo.demo on default: finished")
         assert len(mine) == 4
+    # RQ's report of a job's exception: its traceback, on the one line.
+    (report,) = [line for line in lines if line["level"] == "ERROR"]
+    assert (report["logger"], report["job_id"]) == ("rq.worker", failing.id)
+    assert "Traceback" in report["message"]
+    assert report["message"].rstrip().endswith("tests.jobs.Failure: on purpose")
     # The worker's own lines, outside any job, carry no job's id.
     assert any("job_id" not in line and line["logger"].startswith("workers") for line in lines)
