@@ -3,7 +3,8 @@
 ``PORT`` is the port to listen on and ``WEB_CONCURRENCY`` the number of worker processes
 (each serves one request at a time, and holds up to ``DATABASE_POOL_SIZE`` database
 connections). One line per request goes to stdout, gunicorn's own lines to stderr: the
-platform collects both.
+platform collects both. With ``LOG_FORMAT=json`` every line is a JSON object, and the line per
+request is the app's own, which carries the request's id (``blog.logs``).
 """
 
 from blog.config import check_or_exit, read_settings
@@ -27,3 +28,21 @@ access_log_format = "%(m)s %(U)s %(s)s %(M)sms %(B)s bytes"
 # No control socket for gunicornc: the platform starts, scales and stops processes, and the
 # socket's default place ($HOME/.gunicorn) would be shared by every gunicorn on a machine.
 control_socket_disable = True
+
+if _settings.LOG_FORMAT == "json":
+    # gunicorn's lines as JSON too. Its access line is left out: the app logs each request
+    # itself, with the request's id, which gunicorn's logger cannot see.
+    _json_handler = {"class": "logging.StreamHandler", "formatter": "json"}
+    logconfig_dict = {
+        # Other libraries' warnings, as JSON (their INFO lines are chatter: alembic's plugins).
+        "root": {"level": "WARNING", "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+        },
+        "handlers": {
+            "console": {**_json_handler, "stream": "ext://sys.stdout"},
+            "error_console": {**_json_handler, "stream": "ext://sys.stderr"},
+        },
+        "formatters": {"json": {"()": "blog.logs.JsonFormatter"}},
+    }

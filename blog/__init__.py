@@ -1,7 +1,5 @@
 """The blog: a Flask application whose slow work runs in the background on RQ."""
 
-import logging
-import sys
 from pathlib import Path
 
 from flask import Flask
@@ -11,11 +9,13 @@ from blog import (
     bad_input,
     error_reporting,
     errors,
+    logs,
     queues,
     request_metrics,
     security_headers,
     templating,
     timing,
+    tracing,
 )
 from blog import config as app_config
 from blog.extensions import csrf, db, limiter, login_manager
@@ -42,10 +42,13 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     app.config.from_mapping(app_config.from_environment(Path(app.instance_path)))
     app.config.from_mapping(config or {})
 
-    configure_logging(app)
+    logs.init_app(app)
     bad_input.init_app(app)
     trust_proxies(app)
     error_reporting.init_app(app)
+    # Before the database engine is made (Flask-SQLAlchemy makes it in init_app): the SDK
+    # traces the queries of the engines made after it starts.
+    tracing.init_app(app)
     register_extensions(app, migrations)
     register_blueprints(app)
     admin.init_app(app)
@@ -56,26 +59,6 @@ def create_app(config: dict | None = None, *, migrations: bool = True) -> Flask:
     request_metrics.init_app(app)
     commands.init_app(app)
     return app
-
-
-def configure_logging(app: Flask) -> None:
-    """Send the app's and the jobs' log lines to stdout, where a PaaS collects them.
-
-    Only our own loggers (``blog.*``, ``workers.*``) get the handler: RQ and gunicorn set up
-    their own, and a shared root handler would print their lines twice. Tests keep pytest's.
-    """
-    if app.testing:
-        return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    for name in ("blog", "workers"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(handler)
-            logger.setLevel(app.config["LOG_LEVEL"])
-            logger.propagate = False
 
 
 def trust_proxies(app: Flask) -> None:

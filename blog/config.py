@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     HEROKU_SLUG_COMMIT: str = ""
     RELEASE: str = ""
     LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Upper] = "INFO"
+    # One JSON object per line, for a platform's log search (blog.logs); text otherwise.
+    LOG_FORMAT: Annotated[Literal["text", "json"], Lower] = "text"
+    # Tracing (blog.tracing): off unless set; the SDK reads the other OTEL_* variables itself.
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
+    OTEL_SERVICE_NAME: str = "flask-background-jobs"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
     WORKER_MODE: Annotated[Literal["threads", "fork"], Lower] = "threads"
@@ -128,6 +133,18 @@ def metrics_token(settings: Settings) -> str:
             "(e.g. `openssl rand -hex 32`)"
         )
     return token
+
+
+def otlp_endpoint(url: str) -> str:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT``: an http(s) URL (the OTLP/HTTP exporter's, which adds
+    ``/v1/traces``), or empty for no tracing."""
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP, "
+            f"e.g. http://127.0.0.1:4318), not {without_password(url)!r}"
+        )
+    return url
 
 
 def release(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -493,6 +510,10 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # Errors of the web process and of jobs go to Sentry when this is set.
         "SENTRY_DSN": sentry_dsn(settings.SENTRY_DSN),
         "LOG_LEVEL": settings.LOG_LEVEL,
+        "LOG_FORMAT": settings.LOG_FORMAT,
+        # Spans go to this OpenTelemetry collector when set (blog.tracing).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(settings.OTEL_EXPORTER_OTLP_ENDPOINT),
+        "OTEL_SERVICE_NAME": settings.OTEL_SERVICE_NAME,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).

@@ -26,7 +26,7 @@ from rq.job import Job
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from blog import job_modes
+from blog import job_modes, tracing
 from blog.extensions import db
 
 # RQ's queue, keeping a scheduled job's due time to the microsecond (RQ rounds it down to the
@@ -165,6 +165,11 @@ class JobRequest:
     def name(self) -> str:
         return getattr(self.func, "__name__", repr(self.func))
 
+    @property
+    def dotted_name(self) -> str:
+        """The function's name as RQ records it (``Job.func_name``)."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
     def enqueue(self) -> Job | job_modes.FakeJob:
         mode = current_app.config["JOBS_MODE"]
         if mode == "fake":
@@ -172,13 +177,18 @@ class JobRequest:
         if mode == "inline":
             return job_modes.run_inline(self)
         queue = get_queue(self.queue)
-        if self.delay is not None:
-            return queue.enqueue_in(self.delay, self.func, **self.rq_arguments())
-        return queue.enqueue(self.func, **self.rq_arguments())
+        with tracing.enqueue_span(self.dotted_name, self.queue):
+            if self.delay is not None:
+                return queue.enqueue_in(self.delay, self.func, **self.rq_arguments())
+            return queue.enqueue(self.func, **self.rq_arguments())
 
     def rq_arguments(self) -> dict:
-        """The job's arguments and options, as RQ's ``enqueue`` takes them."""
-        return {"args": self.args, "kwargs": self.kwargs, **self.options}
+        """The job's arguments and options, as RQ's ``enqueue`` takes them; its meta carries
+        the trace it was enqueued in, when tracing is on (``blog.tracing``)."""
+        arguments = {"args": self.args, "kwargs": self.kwargs, **self.options}
+        if meta := tracing.job_meta():
+            arguments["meta"] = meta
+        return arguments
 
 
 def enqueue(
@@ -201,16 +211,17 @@ def enqueue_many(
 ) -> list[Job | job_modes.FakeJob]:
     """Put one ``func(*args)`` job per item of ``args_list`` on ``queue``, in one round trip."""
     requests = [JobRequest(func, tuple(args), {}, queue, None, dict(options)) for args in args_list]
-    if current_app.config["JOBS_MODE"] != "redis":
+    if current_app.config["JOBS_MODE"] != "redis" or not requests:
         return [request.enqueue() for request in requests]
-    prepared = []
-    for request in requests:
-        arguments = request.rq_arguments()
-        # prepare_data names the option ``timeout`` where enqueue says ``job_timeout``.
-        if "job_timeout" in arguments:
-            arguments["timeout"] = arguments.pop("job_timeout")
-        prepared.append(Queue.prepare_data(request.func, **arguments))
-    return get_queue(queue).enqueue_many(prepared)
+    with tracing.enqueue_span(requests[0].dotted_name, queue, count=len(requests)):
+        prepared = []
+        for request in requests:
+            arguments = request.rq_arguments()
+            # prepare_data names the option ``timeout`` where enqueue says ``job_timeout``.
+            if "job_timeout" in arguments:
+                arguments["timeout"] = arguments.pop("job_timeout")
+            prepared.append(Queue.prepare_data(request.func, **arguments))
+        return get_queue(queue).enqueue_many(prepared)
 
 
 # Jobs waiting for their transaction to commit, by transaction, in ``Session.info``.

@@ -23,6 +23,7 @@ against), read RQ's changes to the modules named below, then run the whole suite
 ``make bench``. ``RQ_WRITTEN_AGAINST`` is the version this module was checked against.
 """
 
+import contextlib
 import time
 
 import rq
@@ -295,6 +296,8 @@ class HookedWorker:
     # Seconds an idle worker waits for a job before it looks again at whether it should stop
     # and which queues it serves.
     stop_check = 1
+    # Whether each job runs in a work-horse forked for it.
+    forks = False
 
     def queues_to_serve(self, queues: list) -> list:
         """The queues, of ``queues``, to take a job from now (none: wait)."""
@@ -310,6 +313,11 @@ class HookedWorker:
         """Put an interrupted job back on its queue instead of failing it; True if done."""
         return False
 
+    def running_job(self, job: Job, queue):
+        """A context manager around the run of ``job`` itself, where it runs: this thread,
+        or the work-horse a forking worker made for it (``forks`` is then true)."""
+        return contextlib.nullcontext()
+
     def execute_job(self, job, queue):
         # RQ's extension point for running a job; the hooks run in the worker itself (never
         # in a forked work-horse), so they run even when a work-horse is killed.
@@ -318,6 +326,12 @@ class HookedWorker:
             super().execute_job(job, queue)
         finally:
             self.job_ended(job, queue)
+
+    def perform_job(self, job, queue, execution):
+        # Where the job's function is called: RQ's SimpleWorker calls this in the worker,
+        # its forking Worker in the work-horse, which leaves with os._exit right after.
+        with self.running_job(job, queue):
+            return super().perform_job(job, queue, execution)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         # RQ blocks on all its queues for the whole dequeue timeout and notices a stop only
@@ -409,3 +423,5 @@ class ThreadWorkerBase(HookedWorker, SimpleWorker):
 class ForkWorkerBase(HookedWorker, HerokuWorker):
     """RQ's forking worker for platforms (SIGTERM: the work-horse gets a grace period, then
     ``ShutDownImminentException``), with the hooks."""
+
+    forks = True

@@ -1,6 +1,7 @@
 """Job functions for tests: importable by the worker, like the app's own."""
 
 import os
+import sys
 import time
 
 from rq import get_current_job
@@ -78,3 +79,8 @@ def ignore_interrupts(key: str, seconds: float) -> None:
 
 def noop() -> None:
     """Nothing: what a worker costs a job is all there is to measure."""
+
+
+def modules_loaded(prefix: str) -> list[str]:
+    """The modules whose names start with ``prefix`` that the process running it has loaded."""
+    return sorted(name for name in sys.modules if name.startswith(prefix))

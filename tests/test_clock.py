@@ -1,6 +1,7 @@
 """The clock (``python -m workers.clock``): ``rq cron`` on ``workers/cron.py``, as the Procfile
 runs it, on its own: what it registers and enqueues, and how it stops."""
 
+import json
 import os
 
 import pytest
@@ -17,10 +18,15 @@ RECURRING = {
 }
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_the_clock_enqueues_each_recurring_job_as_it_starts_and_stops_on_sigterm(
-    app, live_redis, process_env, tmp_path
+    app, live_redis, process_env, tmp_path, log_format
 ):
-    env = {**process_env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **process_env,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "LOG_FORMAT": log_format,
+    }
     clock = Dyno("clock", env, tmp_path).start()
     try:
         (scheduler,) = wait_for(lambda: CronScheduler.all(live_redis), 30, "the clock")
@@ -36,3 +42,6 @@ def test_the_clock_enqueues_each_recurring_job_as_it_starts_and_stops_on_sigterm
     assert {job.timeout for job in jobs} == {120}
     assert CronScheduler.all(live_redis) == []  # it said it was gone
     assert "Traceback" not in clock.output()
+    if log_format == "json":  # rq cron's lines too
+        lines = [json.loads(line) for line in clock.output().splitlines()]
+        assert any(line["logger"] == "rq.cron" and line["level"] == "INFO" for line in lines)

@@ -270,3 +270,29 @@ def test_a_rate_limit_that_does_not_parse_stops_the_app_at_start(tmp_path, name)
     assert (
         from_environment(tmp_path, {name: "3/minute; 20 per day"})[name] == "3/minute; 20 per day"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "log_format"), [("", "text"), ("JSON", "json"), ("text", "text")]
+)
+def test_log_format_is_text_unless_json_is_asked_for(tmp_path, value, log_format):
+    environ = {"APP_ENV": "testing", "LOG_FORMAT": value}
+    assert from_environment(tmp_path, environ)["LOG_FORMAT"] == log_format
+
+
+def test_a_wrong_log_format_stops_the_app_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="LOG_FORMAT must be one of 'text' or 'json'"):
+        from_environment(tmp_path, {"APP_ENV": "testing", "LOG_FORMAT": "logfmt"})
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:4318", "grpc://collector:4317", "http://"])
+def test_a_wrong_otlp_endpoint_stops_the_app_at_start(tmp_path, url):
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_ENDPOINT must be an http"):
+        from_environment(tmp_path, {"APP_ENV": "testing", "OTEL_EXPORTER_OTLP_ENDPOINT": url})
+
+
+def test_tracing_is_off_unless_an_otlp_endpoint_is_set(tmp_path):
+    config = from_environment(tmp_path, {"APP_ENV": "testing"})
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    environ = {"APP_ENV": "testing", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otlp.example.com"}
+    assert from_environment(tmp_path, environ)["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("https")

@@ -1,5 +1,7 @@
 """/metrics: Prometheus's view of the jobs, queues and workers, for admins and a bearer token."""
 
+import json
+import re
 import urllib.request
 
 import pytest
@@ -9,7 +11,7 @@ from blog.config import ConfigError, from_environment
 from blog.queues import backoff, enqueue
 from devtools.embedded_redis import free_port
 from tests import jobs
-from tests.dynos import Dyno, platform_env, wait_for
+from tests.dynos import ROOT, Dyno, platform_env, wait_for
 from workers.demo import demo
 
 TOKEN = "a-token-long-enough-to-guess-never"
@@ -187,3 +189,23 @@ def test_the_requests_of_every_gunicorn_worker_add_up(
         assert len(workers) == 3
     finally:
         web.kill()
+
+
+def test_the_dashboard_and_the_deploy_docs_query_only_series_that_metrics_serves(
+    app, client, token, run_jobs
+):
+    with app.app_context():
+        enqueue(demo, 0, "fine")
+    run_jobs()
+    assert get(client, "/") == 200
+    served = {name for name, _ in scrape(client)}
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    queries += re.findall(r"^- [^`\n]*: `(.+)`", deploy, re.MULTILINE)
+    assert len(queries) > 10
+    named = {name for query in queries for name in re.findall(r"\bblog_\w+", query)}
+    assert named - served == set()
+    # And each panel of the dashboard says which Prometheus it reads.
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {"${datasource}"}

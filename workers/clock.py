@@ -9,10 +9,13 @@ import sys
 
 from rq.cli import main as rq
 
+from blog import logs
 from blog.config import check_or_exit
 
 COMMAND = ["cron", "--config", "workers.settings", "workers/cron.py"]
 
 if __name__ == "__main__":
-    check_or_exit("clock")
+    config = check_or_exit("clock")
+    if config["LOG_FORMAT"] == "json":  # rq cron then logs through the app's JSON handler
+        logs.configure("json", config["LOG_LEVEL"])
     sys.exit(rq(COMMAND, prog_name="rq"))

@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.worker import Worker
 
+from blog import tracing
 from blog.config import (
     EXIT_CONFIG_ERROR,
     ConfigError,
@@ -199,6 +200,7 @@ class Supervisor:
         except BaseException:
             log.exception("worker process %s failed", os.getpid())
         finally:
+            tracing.flush()  # os._exit follows: no atexit handler runs
             logging.shutdown()
         return code
 

@@ -8,7 +8,10 @@
 - ``ForkWorker``: RQ's ``HerokuWorker``, forking a work-horse per job (``WORKER_MODE=fork``).
 
 Both log one line when a job starts and one when it ends, with its duration and outcome,
-and count it for the admin stats page (``blog.job_stats``). A job interrupted because its
+and count it for the admin stats page (``blog.job_stats``). Every line logged while a job
+runs carries its id and function (``blog.logs``): set in the worker before the job starts,
+so a forking worker's work-horse inherits them. With tracing on, each job's run is a span
+of the trace that enqueued it (``blog.tracing``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
 (``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
@@ -25,7 +28,7 @@ import time
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_metrics, job_stats
+from blog import job_metrics, job_stats, logs, tracing
 from blog.queue_admin import paused_queues
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
@@ -68,7 +71,9 @@ class JobLog:
         self.interruption: BaseException | None = None
         self.quiet = False  # set from the process's SIGTSTP handler
         self._started = 0.0
+        self._log_token = None
         self.push_exc_handler(self._note_interruption)
+        self.push_exc_handler(self._trace_exception)
 
     def queues_to_serve(self, queues):
         if self.quiet:
@@ -87,13 +92,27 @@ class JobLog:
             self.interruption = interrupts.WorkerStopping()
         return True  # and on to the next handler
 
+    def _trace_exception(self, job, exc_type, exc_value, traceback) -> bool:
+        tracing.record_exception(exc_value)
+        return True
+
+    def running_job(self, job, queue):
+        return tracing.job_span(job, queue.name, exits_after=self.forks)
+
     def job_started(self, job, queue):
         self.running = (job, queue)
         self.interruption = None
         self._started = time.monotonic()
+        self._log_token = logs.bind(job_id=job.id, job_function=job.func_name)
         log.info("job %s %s on %s: started", job.id, job.func_name, queue.name)
 
     def job_ended(self, job, queue):
+        try:
+            self._end(job, queue)
+        finally:
+            logs.unbind(self._log_token)
+
+    def _end(self, job, queue):
         self.running = None
         status = final_status(job, refresh=not self.outcome_in_memory)
         outcome, note = OUTCOMES.get(status, (str(status), ""))
