@@ -22,6 +22,7 @@ from blog.queues import (
     UnsafeJobArgument,
     backoff,
     check_job_arguments,
+    check_tags,
     enqueue,
     enqueue_many,
     redis_connection,
@@ -185,14 +186,20 @@ def options_given(*names: str) -> list[str]:
     help="Stop a job still running after this many seconds: it fails (and is retried if it "
     "has retries left). RQ's default is 180.",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Tag the jobs with this (as well as demo), to find them: --tag lesson:4. Repeatable.",
+)
 def demo_command(
-    delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries, timeout
+    delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries, timeout, tags
 ):
     """Run the demo job: sleep, log the message, return it."""
     if in_seconds is not None and at_time is not None:
         raise click.UsageError("Give --in or --at, not both.")
     if inline:
-        given = options_given("queue", "in_seconds", "at_time", "retries")
+        given = options_given("queue", "in_seconds", "at_time", "retries", "tags")
         if given:  # they mean nothing to a plain function call
             raise click.UsageError(f"--inline runs the job here and now: drop {', '.join(given)}.")
         for _ in range(count):
@@ -203,6 +210,11 @@ def demo_command(
         check_job_arguments((delay, message, fail_rate), {})
     except UnsafeJobArgument as error:
         raise click.BadParameter(str(error), param_hint="--message") from None
+    tags = ("demo", *tags)
+    try:
+        check_tags(tags)
+    except UnsafeJobArgument as error:
+        raise click.BadParameter(str(error), param_hint="--tag") from None
     options = {"retry": backoff(retries)} if retries else {}
     if timeout:
         options["job_timeout"] = timeout
@@ -213,11 +225,22 @@ def demo_command(
         delay_until = max(parse_time(at_time) - datetime.now(UTC), timedelta(0))
     if delay_until is not None and delay_until > timedelta(0):
         enqueued = [
-            enqueue(demo, delay, message, fail_rate, queue=queue, delay=delay_until, **options)
+            enqueue(
+                demo,
+                delay,
+                message,
+                fail_rate,
+                queue=queue,
+                delay=delay_until,
+                tags=tags,
+                **options,
+            )
             for _ in range(count)
         ]
     else:
-        enqueued = enqueue_many(demo, [(delay, message, fail_rate)] * count, queue=queue, **options)
+        enqueued = enqueue_many(
+            demo, [(delay, message, fail_rate)] * count, queue=queue, tags=tags, **options
+        )
     for job in enqueued:
         click.echo(job.id)
     due = datetime.now(UTC) + delay_until if delay_until else None
