@@ -17,6 +17,7 @@ that moves scheduled jobs, whatever they carry (a rate limit, a retry's place at
 """
 
 import inspect
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,6 +194,19 @@ def edit(
             job.save(pipeline=pipeline)
 
     return change(connection, job_id, write)
+
+
+def json_arguments(text: str, kind: type) -> list | dict:
+    """Arguments as an admin types them: a JSON list (``kind`` list) or object (dict); empty
+    is none. ``ValueError`` says what is wrong."""
+    example = '[0.5, "hello", 0]' if kind is list else '{"fail_rate": 0.5}'
+    try:
+        value = json.loads(text.strip() or ("[]" if kind is list else "{}"))
+    except ValueError:
+        raise ValueError(f"not JSON: write it like {example}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"a JSON {'list' if kind is list else 'object'}, like {example}")
+    return value
 
 
 def check_arguments(job: Job, args: tuple, kwargs: dict) -> None:

@@ -138,11 +138,13 @@ def act(state: str, tag: str):
 
 def say_what_was_done(action: str, done: list[str], refused: list[str]) -> None:
     if done:
-        jobs = f"{len(done)} job{'s' if len(done) != 1 else ''}"
+        one = len(done) == 1
+        jobs = "1 job" if one else f"{len(done)} jobs"
         if action == "run":
+            where = "it on its queue" if one else "them on their queues"
             flash(
-                f"{jobs} due now: the worker's scheduler puts them on their queues within a "
-                f"second ({named(done)}).",
+                f"{jobs} due now: the worker's scheduler puts {where} within a second "
+                f"({named(done)}).",
                 "success",
             )
         else:
@@ -171,7 +173,7 @@ class EditJobForm(FlaskForm):
     )
     queue = SelectField("Queue", choices=list(QUEUE_NAMES))
     args = StringField("Arguments", description='A JSON list: [0.5, "hello", 0]')
-    kwargs = StringField("Keyword arguments", description='A JSON object: {"retries": 2}')
+    kwargs = StringField("Keyword arguments", description='A JSON object: {"fail_rate": 0.5}')
 
 
 def form_values(found: job_search.FoundJob) -> dict:
@@ -194,16 +196,6 @@ def parse_due(text: str) -> datetime:
     return due if due.tzinfo else due.replace(tzinfo=UTC)
 
 
-def parse_json(text: str, kind: type, example: str):
-    try:
-        value = json.loads(text or ("[]" if kind is list else "{}"))
-    except ValueError:
-        raise ValueError(f"not JSON: write it like {example}") from None
-    if not isinstance(value, kind):
-        raise ValueError(f"a JSON {'list' if kind is list else 'object'}, like {example}")
-    return value
-
-
 def changes_asked(form: EditJobForm, before: dict) -> dict | None:
     """The keyword arguments of ``pending_jobs.edit`` for the fields the admin changed; None,
     with the fields' errors set, when one cannot be read."""
@@ -217,11 +209,11 @@ def changes_asked(form: EditJobForm, before: dict) -> dict | None:
         changes["queue"] = form.queue.data
     if (form.args.data, form.kwargs.data) != (before["args"], before["kwargs"]):
         try:
-            args = parse_json(form.args.data, list, '[0.5, "hello", 0]')
+            args = pending_jobs.json_arguments(form.args.data, list)
         except ValueError as error:
             form.args.errors.append(str(error))
         try:
-            kwargs = parse_json(form.kwargs.data, dict, '{"retries": 2}')
+            kwargs = pending_jobs.json_arguments(form.kwargs.data, dict)
         except ValueError as error:
             form.kwargs.errors.append(str(error))
         if not (form.args.errors or form.kwargs.errors):
