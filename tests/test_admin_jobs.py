@@ -449,3 +449,27 @@ def test_flask_jobs_edit_refuses_bad_input(app, runner, args, error):
     result = runner.invoke(args=["jobs", "edit", job_id, *args])
     assert result.exit_code != 0
     assert error in result.output
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "cross-site"}])
+def test_a_post_from_another_site_changes_nothing(app, client, as_admin, headers):
+    with app.app_context():
+        job_id = enqueue(demo, 0, "later", delay=timedelta(hours=1)).id
+    for data in ({"run_one": job_id}, {"action": "delete", "job": job_id, "confirmed": "1"}):
+        assert client.post("/admin/jobs/scheduled", data=data, headers=headers).status_code == 403
+    assert due_in(app, job_id) > 3000
+
+
+def test_the_forms_carry_a_csrf_token(app, client, as_admin):
+    with app.app_context():
+        job_id = enqueue(demo, 0, "later", delay=timedelta(hours=1)).id
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = client.get("/admin/jobs/scheduled").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    refused = client.post("/admin/jobs/scheduled", data={"run_one": job_id}, headers=SAME_ORIGIN)
+    assert refused.status_code == 400
+    assert due_in(app, job_id) > 3000
+    client.post(
+        "/admin/jobs/scheduled", data={"run_one": job_id, "csrf_token": token}, headers=SAME_ORIGIN
+    )
+    assert due_in(app, job_id) <= 0
