@@ -202,7 +202,7 @@ def json_arguments(text: str, kind: type) -> list | dict:
     example = '[0.5, "hello", 0]' if kind is list else '{"fail_rate": 0.5}'
     try:
         value = json.loads(text.strip() or ("[]" if kind is list else "{}"))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise ValueError(f"not JSON: write it like {example}") from None
     if not isinstance(value, kind):
         raise ValueError(f"a JSON {'list' if kind is list else 'object'}, like {example}")

@@ -188,12 +188,12 @@ def form_values(found: job_search.FoundJob) -> dict:
 
 
 def parse_due(text: str) -> datetime:
-    """An ISO 8601 time; without a zone, UTC."""
+    """An ISO 8601 time, in UTC; without a zone, it is UTC."""
     try:
         due = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return due.astimezone(UTC) if due.tzinfo else due.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ValueError(f"“{text[:40]}” is not a time like 2026-12-05 09:30:00") from None
-    return due if due.tzinfo else due.replace(tzinfo=UTC)
 
 
 def changes_asked(form: EditJobForm, before: dict) -> dict | None:
@@ -263,7 +263,7 @@ def edit(job_id: str):
 def what_changed(changes: dict) -> list[str]:
     said = []
     if "due" in changes:
-        said.append(f"due {changes['due'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        said.append(f"due {changes['due']:%Y-%m-%d %H:%M:%S} UTC")
     if "queue" in changes:
         said.append(f"on {changes['queue']}")
     if "arguments" in changes:
