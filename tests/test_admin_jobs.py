@@ -121,7 +121,12 @@ def found_ids(client, **query) -> list[str]:
 
 
 def test_find_lists_every_job_in_every_place(client, as_admin, jobs_everywhere):
-    assert sorted(found_ids(client)) == sorted(jobs_everywhere.values())
+    assert sorted(found_ids(client, q="")) == sorted(jobs_everywhere.values())
+
+
+def test_the_find_page_searches_only_when_asked(client, as_admin, jobs_everywhere):
+    assert found_ids(client) == []
+    assert 'href="/admin/jobs?state=failed"' in client.get("/admin/jobs").text
 
 
 @pytest.mark.parametrize(
@@ -153,7 +158,7 @@ def test_find_by_id_and_the_row_says_where_the_job_is(client, as_admin, jobs_eve
 def test_find_escapes_what_jobs_carry(app, client, as_admin):
     with app.app_context():  # round the app's checks, as a job from elsewhere could be
         get_queue("default").enqueue(demo, 0, "<script>alert(1)</script>")
-    page = client.get("/admin/jobs").text
+    page = client.get("/admin/jobs?q=").text
     assert "<script>alert" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
@@ -161,10 +166,12 @@ def test_find_escapes_what_jobs_carry(app, client, as_admin):
 def test_find_pages_through_many_jobs(app, client, as_admin):
     with app.app_context():
         enqueue_many(demo, [(0, f"job {n}") for n in range(30)], tags=("demo",))
-    assert len(found_ids(client)) == 25
-    assert len(found_ids(client, page=2)) == 5
-    assert client.get("/admin/jobs?page=3").status_code == 404
-    assert 'href="/admin/jobs?page=2&amp;tag=demo"' in client.get("/admin/jobs?tag=demo").text
+    assert len(found_ids(client, q="")) == 25
+    assert len(found_ids(client, q="", page=2)) == 5
+    assert client.get("/admin/jobs?q=&page=3").status_code == 404
+    assert (
+        'href="/admin/jobs?page=2&amp;q=&amp;tag=demo"' in client.get("/admin/jobs?tag=demo").text
+    )
 
 
 def test_flask_jobs_find(app, runner, jobs_everywhere):

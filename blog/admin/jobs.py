@@ -27,15 +27,22 @@ NAMED = 10
 
 @bp.get("")
 def find():
-    """``/admin/jobs?q=TEXT&tag=TAG&state=STATE``: every job RQ holds, or those that match."""
+    """``/admin/jobs?q=TEXT&tag=TAG&state=STATE``: the jobs that match; every job when all
+    three are empty. Without any of them, only the form: a search reads every job RQ holds
+    (see ``blog.job_search.find``), so it runs when asked for."""
     text = request.args.get("q", "").strip()
     tag = request.args.get("tag", "").strip()
     state = request.args.get("state", "")
     if state not in job_search.STATES:
         state = ""
-    found = job_search.find(redis_connection(), text, tag, [state] if state else job_search.STATES)
+    asked = any(name in request.args for name in ("q", "tag", "state"))
+    found = []
+    if asked:
+        states = [state] if state else job_search.STATES
+        found = job_search.find(redis_connection(), text, tag, states)
     return render_template(
         "admin/jobs.html",
+        asked=asked,
         page=paginate_list(found, JOBS_PER_PAGE),
         text=text,
         tag=tag,
