@@ -480,3 +480,18 @@ def test_the_forms_carry_a_csrf_token(app, client, as_admin):
         "/admin/jobs/scheduled", data={"run_one": job_id, "csrf_token": token}, headers=SAME_ORIGIN
     )
     assert due_in(app, job_id) <= 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_the_real_worker_notes_the_last_error_of_a_job_it_will_retry(
+    app, live_redis, rq_worker, client, as_admin, mode
+):
+    app.config["RETRY_BACKOFF_FACTOR"] = 1  # the retry waits 15 s or more: the burst ends
+    with app.app_context():
+        job_id = enqueue(demo, 0, "broken", 1.0, retry=backoff(2), tags=("demo",)).id
+    rq_worker(env={"WORKER_MODE": mode})
+    page = client.get("/admin/jobs/retrying").text
+    assert job_id in page
+    assert "workers.demo.DemoFailure: demo job failed on purpose (fail rate 100%)" in page
+    assert "attempt 2 of 3" in page
