@@ -34,8 +34,8 @@ STATES = (
 )
 # Jobs read in one round trip: a job's hash is about half a kilobyte.
 FETCH_BATCH = 500
-# Characters of a job's arguments shown in a table.
-ARGUMENTS_SHOWN = 120
+# What a job shows as its function when its data cannot be read here.
+UNREADABLE = "(unreadable)"
 
 
 @dataclass
@@ -95,7 +95,7 @@ def describe(job: Job, state: str, queue: str, due: float | None = None) -> Foun
         function = job.func_name or ""
         arguments = call_arguments(job.args, job.kwargs)
     except DeserializationError:  # pickled by code this process cannot import
-        function, arguments = "(unreadable)", ""
+        function, arguments = UNREADABLE, ""
     if state == "scheduled" and job.started_at is not None:
         state = "retrying"
     last_error = job.meta.get(LAST_ERROR)

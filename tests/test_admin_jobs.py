@@ -4,6 +4,7 @@ editing a job that has not run yet."""
 
 import html
 import re
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -398,7 +399,7 @@ def test_a_started_job_cannot_be_edited(app, client, as_admin):
         headers=SAME_ORIGIN,
         follow_redirects=True,
     )
-    assert f"Job {job.id} is started: it can no longer be changed." in response.text
+    assert f"Job {job.id} is started: it cannot be changed here." in response.text
     with app.app_context(), pytest.raises(pending_jobs.NotPending, match="is started"):
         pending_jobs.edit(queue.connection, job.id, queue="low")
     assert fetch(app, job.id).origin == "default"
@@ -495,3 +496,13 @@ def test_the_real_worker_notes_the_last_error_of_a_job_it_will_retry(
     assert job_id in page
     assert "workers.demo.DemoFailure: demo job failed on purpose (fail rate 100%)" in page
     assert "attempt 2 of 3" in page
+
+
+def test_a_job_this_app_cannot_read_is_listed_and_left_alone(app, client, as_admin):
+    with app.app_context():
+        job = enqueue(demo, 0, "fine")
+        app.extensions["redis"].hset(job.key, "data", zlib.compress(b"not a pickle"))
+    assert "(unreadable)" in client.get("/admin/jobs", query_string={"q": ""}).text
+    page = client.get(f"/admin/jobs/{job.id}/edit")
+    assert page.status_code == 200
+    assert "cannot be read by this app" in page.text

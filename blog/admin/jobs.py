@@ -114,8 +114,12 @@ def act(state: str, tag: str):
         listed = [job for job in job_search.pending(connection, state) if fits(job, tag)]
         job_ids = [job.id for job in listed]
     if (action == "delete" or everything) and form.get("confirmed") != "1":
-        if not everything:
-            listed = job_search.by_ids(connection, job_ids)
+        if not everything:  # those still waiting: one may have run since the list was shown
+            listed = [
+                job
+                for job in job_search.by_ids(connection, job_ids)
+                if job.state in pending_jobs.PENDING
+            ]
         return render_template(
             "admin/jobs_confirm.html",
             state=state,
@@ -241,11 +245,13 @@ def edit(job_id: str):
     if not jobs:
         abort(404)
     found = jobs[0]
-    editable = found.state in pending_jobs.PENDING
-    before = form_values(found)
+    # A job pickled by code this process cannot import keeps its arguments: they cannot be
+    # shown, so they cannot be changed here.
+    editable = found.state in pending_jobs.PENDING and found.function != job_search.UNREADABLE
+    before = form_values(found) if editable else {}
     form = EditJobForm(data=before)
     if request.method == "POST" and not editable:
-        flash(f"Job {job_id} is {found.state}: it can no longer be changed.", "error")
+        flash(f"Job {job_id} is {found.state}: it cannot be changed here.", "error")
         return redirect(url_for(".edit", job_id=job_id))
     if form.validate_on_submit():
         changes = changes_asked(form, before)
@@ -264,7 +270,13 @@ def edit(job_id: str):
             else:
                 flash(f"Job {job_id} changed: {', '.join(what_changed(changes))}.", "success")
                 return redirect(url_for(".edit", job_id=job_id))
-    return render_template("admin/jobs_edit.html", job=found, form=form, editable=editable)
+    return render_template(
+        "admin/jobs_edit.html",
+        job=found,
+        form=form,
+        editable=editable,
+        unreadable=job_search.UNREADABLE,
+    )
 
 
 def what_changed(changes: dict) -> list[str]:
