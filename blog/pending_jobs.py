@@ -11,9 +11,10 @@ MULTI/EXEC. If a worker or the scheduler touched either key meanwhile, Redis ref
 transaction, and it starts again from what Redis holds now; a job that has started by then is
 refused with ``NotPending``.
 
-"Run now" makes the job due now: the worker's scheduler, which moves every due job onto its
-queue, does so within a tenth of a second (``workers.scheduler``). It is then the one thing
-that moves scheduled jobs, whatever they carry (a rate limit, a retry's place at the front).
+"Run now" makes the job due now, and the worker's scheduler moves it onto its queue within a
+tenth of a second (``workers.scheduler``), as it moves every due job. So the scheduler stays
+the one thing that moves scheduled jobs, whatever they carry (a rate limit, a retry's place
+at the front of its queue), and a job cannot be moved twice.
 """
 
 import inspect
