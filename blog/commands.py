@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from blog import job_stats, queue_admin, redis_keys
+from blog import job_search, job_stats, pending_jobs, queue_admin, redis_keys
 from blog.auth.policy import PolicyError, check_password, checked_email
 from blog.extensions import db
 from blog.models import User
@@ -22,6 +22,7 @@ from blog.queues import (
     UnsafeJobArgument,
     backoff,
     check_job_arguments,
+    check_tags,
     enqueue,
     enqueue_many,
     redis_connection,
@@ -185,14 +186,20 @@ def options_given(*names: str) -> list[str]:
     help="Stop a job still running after this many seconds: it fails (and is retried if it "
     "has retries left). RQ's default is 180.",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Tag the jobs with this (as well as demo), to find them: --tag lesson:4. Repeatable.",
+)
 def demo_command(
-    delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries, timeout
+    delay, message, count, inline, queue, in_seconds, at_time, fail_rate, retries, timeout, tags
 ):
     """Run the demo job: sleep, log the message, return it."""
     if in_seconds is not None and at_time is not None:
         raise click.UsageError("Give --in or --at, not both.")
     if inline:
-        given = options_given("queue", "in_seconds", "at_time", "retries")
+        given = options_given("queue", "in_seconds", "at_time", "retries", "tags")
         if given:  # they mean nothing to a plain function call
             raise click.UsageError(f"--inline runs the job here and now: drop {', '.join(given)}.")
         for _ in range(count):
@@ -203,6 +210,11 @@ def demo_command(
         check_job_arguments((delay, message, fail_rate), {})
     except UnsafeJobArgument as error:
         raise click.BadParameter(str(error), param_hint="--message") from None
+    tags = ("demo", *tags)
+    try:
+        check_tags(tags)
+    except UnsafeJobArgument as error:
+        raise click.BadParameter(str(error), param_hint="--tag") from None
     options = {"retry": backoff(retries)} if retries else {}
     if timeout:
         options["job_timeout"] = timeout
@@ -213,17 +225,105 @@ def demo_command(
         delay_until = max(parse_time(at_time) - datetime.now(UTC), timedelta(0))
     if delay_until is not None and delay_until > timedelta(0):
         enqueued = [
-            enqueue(demo, delay, message, fail_rate, queue=queue, delay=delay_until, **options)
+            enqueue(
+                demo,
+                delay,
+                message,
+                fail_rate,
+                queue=queue,
+                delay=delay_until,
+                tags=tags,
+                **options,
+            )
             for _ in range(count)
         ]
     else:
-        enqueued = enqueue_many(demo, [(delay, message, fail_rate)] * count, queue=queue, **options)
+        enqueued = enqueue_many(
+            demo, [(delay, message, fail_rate)] * count, queue=queue, tags=tags, **options
+        )
     for job in enqueued:
         click.echo(job.id)
     due = datetime.now(UTC) + delay_until if delay_until else None
     when = f" to run at {due:%Y-%m-%d %H:%M:%S} UTC" if due else ""
     limit = f", timeout {timeout} s" if timeout else ""
     click.echo(f"Enqueued {len(enqueued)} demo job(s) on {queue}{when}{limit}.", err=True)
+
+
+@jobs.command("find")
+@click.argument("text", default="")
+@click.option("--tag", default="", help="Only the jobs with this tag (post:42, demo ...).")
+@click.option("--state", type=click.Choice(job_search.STATES), help="Only the jobs in this state.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="Print this many jobs at most, newest first.",
+)
+def find_command(text, tag, state, limit):
+    """The jobs whose id, function, arguments or tags contain TEXT, in every queue and
+    registry (all of them without TEXT)."""
+    found = job_search.find(redis_connection(), text, tag, [state] if state else job_search.STATES)
+    for job in found[:limit]:
+        click.echo(job_line(job))
+    more = f", the newest {limit} shown (--limit)" if len(found) > limit else ""
+    click.echo(f"{len(found)} job(s){more}; times are UTC, when due or else enqueued.")
+
+
+@jobs.command("edit")
+@click.argument("job_id")
+@click.option(
+    "--in",
+    "in_seconds",
+    type=click.FloatRange(0, YEAR),
+    callback=finite,
+    help="Due in this many seconds (a queued job is scheduled).",
+)
+@click.option("--at", "at_time", help="Due at this time (ISO 8601; without a zone, local time).")
+@click.option("--queue", type=click.Choice(QUEUE_NAMES), help="Move it to this queue.")
+@click.option("--args", "args_json", help="New arguments, a JSON list: '[0, \"hi\", 0]'.")
+@click.option("--kwargs", "kwargs_json", help="New keyword arguments, a JSON object.")
+def edit_command(job_id, in_seconds, at_time, queue, args_json, kwargs_json):
+    """Change a job that has not started: when it is due, its queue, its arguments."""
+    if in_seconds is not None and at_time is not None:
+        raise click.UsageError("Give --in or --at, not both.")
+    changes = {}
+    if in_seconds is not None:
+        changes["due"] = datetime.now(UTC) + timedelta(seconds=in_seconds)
+    elif at_time is not None:
+        changes["due"] = parse_time(at_time)
+    if queue is not None:
+        changes["queue"] = queue
+    if args_json is not None or kwargs_json is not None:
+        try:
+            args = pending_jobs.json_arguments(args_json or "", list)
+            kwargs = pending_jobs.json_arguments(kwargs_json or "", dict)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--args/--kwargs") from None
+        if args_json is None or kwargs_json is None:  # keep the half not given
+            job = job_search.by_id(redis_connection(), job_id)
+            if job:
+                args = args if args_json is not None else list(job[0].job.args)
+                kwargs = kwargs if kwargs_json is not None else job[0].job.kwargs
+        changes["arguments"] = (tuple(args), kwargs)
+    if not changes:
+        raise click.UsageError("Say what to change: --in, --at, --queue, --args or --kwargs.")
+    try:
+        job = pending_jobs.edit(redis_connection(), job_id, **changes)
+    except pending_jobs.BadEdit as error:
+        raise click.ClickException(f"Not changed: {error}") from None
+    except pending_jobs.NotPending as error:
+        raise click.ClickException(f"Not changed: {error}") from None
+    found = job_search.by_id(redis_connection(), job.id)
+    click.echo(f"Changed: {job_line(found[0]) if found else job.id + ', which has run since'}")
+
+
+def job_line(job: job_search.FoundJob) -> str:
+    """A job as ``flask jobs find`` prints it: id, state, queue, due (or enqueued) time in
+    UTC, the call, the tags."""
+    when = f"{job.when:%Y-%m-%d %H:%M:%S}" if job.when else "-"
+    call = f"{job.function}({job.arguments})"
+    return f"{job.id:<36} {job.state:<9} {job.queue:<8} {when}  {call}  {' '.join(job.tags)}"
 
 
 @jobs.command("stats")

@@ -36,7 +36,7 @@ _inline_retries_left: ContextVar[int | None] = ContextVar("inline_retries_left",
 @dataclass
 class FakeJob:
     """A job that was enqueued in ``fake`` or ``inline`` mode; ``id`` is its ``job_id`` option
-    or a new one."""
+    or a new one, ``tags`` what it was tagged with."""
 
     id: str
     queue: str
@@ -45,6 +45,7 @@ class FakeJob:
     kwargs: dict = field(default_factory=dict)
     delay: timedelta | None = None
     options: dict = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
     result: Any = None
     request: "JobRequest | None" = field(default=None, repr=False, compare=False)
 
@@ -62,6 +63,7 @@ def fake_job(request: "JobRequest") -> FakeJob:
         kwargs=request.kwargs,
         delay=request.delay,
         options={k: v for k, v in request.options.items() if k != "job_id"},
+        tags=request.tags,
         request=request,
     )
 

@@ -9,10 +9,15 @@ function itself (not a dotted name), a known queue, only the RQ options in ``RQ_
 and arguments that are ids or short plain values. ``JOBS_MODE`` decides where a checked job
 goes: to Redis (``redis``), recorded for a test to look at (``fake``), or run right here
 (``inline``); see ``blog.job_modes``.
+
+A job also carries tags, as Resque's and Sidekiq's jobs can: the objects it concerns and its
+kind (``post:42``, ``user:7``, ``tagging``), set where it is enqueued and kept in its
+``meta``. The admin's job pages and ``flask jobs find`` show them and find jobs by them.
 """
 
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -55,6 +60,17 @@ RQ_OPTIONS = {
 
 _PLAIN_TYPES = (int, float, bool, type(None))
 _MAX_STRING_ARG = 200
+
+# What the app keeps in a job's ``meta``: its tags, its Retry's ``max`` (RQ keeps only the
+# retries left, so "attempt 2 of 4" needs it), and, noted by the worker, the last line of the
+# error of its last failed attempt.
+TAGS = "tags"
+RETRY_MAX = "retry_max"
+LAST_ERROR = "last_error"
+# A tag is a word or an object's ``kind:id``: letters, digits and ``_ . : -``, short enough to
+# read in a table. A handful per job.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,47}")
+MAX_TAGS = 8
 
 
 def backoff(max_retries: int) -> Retry:
@@ -128,6 +144,28 @@ def check_plain_value(value) -> None:
         )
 
 
+def check_tags(tags) -> None:
+    if isinstance(tags, str):
+        raise UnsafeJobArgument(f"tags are a list of tags, not one string ({tags!r})")
+    if len(tags) > MAX_TAGS:
+        raise UnsafeJobArgument(f"a job takes {MAX_TAGS} tags at most, not {len(tags)}")
+    for tag in tags:
+        if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag):
+            raise UnsafeJobArgument(
+                f"a tag is up to 48 letters, digits and _ . : - (like post:42), not {tag!r}"
+            )
+
+
+def job_meta(tags=(), retry: Retry | None = None) -> dict:
+    """What a job enqueued with ``tags`` and ``retry`` keeps in its ``meta``; also for
+    ``rq cron``'s jobs, which are not enqueued through ``JobRequest``."""
+    check_tags(tags)
+    meta = {TAGS: list(tags)}
+    if retry is not None:
+        meta[RETRY_MAX] = retry.max
+    return meta
+
+
 def check_options(options: dict) -> None:
     """Only the options named in ``RQ_OPTIONS``, each of its type; a job id is a plain string."""
     for name, value in options.items():
@@ -153,6 +191,7 @@ class JobRequest:
     queue: str = "default"
     delay: timedelta | None = None
     options: dict = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not callable(self.func):
@@ -160,6 +199,8 @@ class JobRequest:
         check_queue_name(self.queue)
         check_options(self.options)
         check_job_arguments(self.args, self.kwargs)
+        check_tags(self.tags)
+        self.tags = tuple(self.tags)
 
     @property
     def name(self) -> str:
@@ -183,12 +224,11 @@ class JobRequest:
             return queue.enqueue(self.func, **self.rq_arguments())
 
     def rq_arguments(self) -> dict:
-        """The job's arguments and options, as RQ's ``enqueue`` takes them; its meta carries
-        the trace it was enqueued in, when tracing is on (``blog.tracing``)."""
-        arguments = {"args": self.args, "kwargs": self.kwargs, **self.options}
-        if meta := tracing.job_meta():
-            arguments["meta"] = meta
-        return arguments
+        """The job's arguments, options and meta, as RQ's ``enqueue`` takes them; the meta
+        carries the job's tags, and the trace it was enqueued in when tracing is on
+        (``blog.tracing``)."""
+        meta = {**job_meta(self.tags, self.options.get("retry")), **tracing.job_meta()}
+        return {"args": self.args, "kwargs": self.kwargs, **self.options, "meta": meta}
 
 
 def enqueue(
@@ -197,20 +237,25 @@ def enqueue(
     queue: str = "default",
     delay: timedelta | None = None,
     kwargs: dict | None = None,
+    tags: tuple[str, ...] = (),
     **options,
 ) -> Job | job_modes.FakeJob:
-    """Put ``func(*args, **kwargs)`` on ``queue`` now (after ``delay``, if given).
+    """Put ``func(*args, **kwargs)`` on ``queue`` now (after ``delay``, if given), tagged with
+    ``tags``.
 
     ``options`` are the RQ options in ``RQ_OPTIONS``; anything else is refused.
     """
-    return JobRequest(func, args, kwargs or {}, queue, delay, options).enqueue()
+    return JobRequest(func, args, kwargs or {}, queue, delay, options, tags).enqueue()
 
 
 def enqueue_many(
-    func, args_list: list[tuple], queue: str = "default", **options
+    func, args_list: list[tuple], queue: str = "default", tags: tuple[str, ...] = (), **options
 ) -> list[Job | job_modes.FakeJob]:
-    """Put one ``func(*args)`` job per item of ``args_list`` on ``queue``, in one round trip."""
-    requests = [JobRequest(func, tuple(args), {}, queue, None, dict(options)) for args in args_list]
+    """Put one ``func(*args)`` job per item of ``args_list`` on ``queue``, in one round trip;
+    each gets ``tags``."""
+    requests = [
+        JobRequest(func, tuple(args), {}, queue, None, dict(options), tags) for args in args_list
+    ]
     if current_app.config["JOBS_MODE"] != "redis" or not requests:
         return [request.enqueue() for request in requests]
     with tracing.enqueue_span(requests[0].dotted_name, queue, count=len(requests)):
@@ -234,9 +279,11 @@ def enqueue_after_commit(
     queue: str = "default",
     delay: timedelta | None = None,
     kwargs: dict | None = None,
+    tags: tuple[str, ...] = (),
     **options,
 ) -> None:
-    """Put ``func(*args, **kwargs)`` on ``queue`` once the database transaction commits.
+    """Put ``func(*args, **kwargs)`` on ``queue``, tagged with ``tags``, once the database
+    transaction commits.
 
     Enqueued any earlier, a fast worker could look for a row that is not committed yet; and
     if the transaction rolled back, the job would act on something that never happened. So
@@ -247,7 +294,7 @@ def enqueue_after_commit(
     Once the data has committed, a failure to enqueue fails nothing else: it is logged, the
     row the job was for stays pending, and ``requeue_stranded_work`` enqueues it again later.
     """
-    request = JobRequest(func, args, kwargs or {}, queue, delay, options)
+    request = JobRequest(func, args, kwargs or {}, queue, delay, options, tags)
     session = db.session()
     transaction = session.get_nested_transaction() or session.get_transaction()
     if transaction is None:

@@ -6,9 +6,10 @@ module imports a private name of RQ's, spells one of its Redis keys, or override
 methods. What is here, and why each piece cannot use the public API:
 
 - **Keys and fields** RQ keeps in Redis: the records of a job (for ``flask jobs clear``), two
-  fields of many job hashes in one round trip (for the stats page), the entries of the started
-  registries and the worker names their executions record (for the recovery), the last
-  heartbeat of many workers, and the jobs a worker took off a queue but never registered.
+  fields of many job hashes in one round trip (for the stats page), the due times of all the
+  scheduled jobs of a queue (for the jobs admin), the entries of the started registries and
+  the worker names their executions record (for the recovery), the last heartbeat of many
+  workers, and the jobs a worker took off a queue but never registered.
 - **The scheduler's pieces:** RQ's lock script and key (so that a stock ``rq worker
   --with-scheduler`` takes turns with ours), and moving a due job onto its queue.
 - **Failing an abandoned job** the way RQ's own clean-up does.
@@ -93,6 +94,13 @@ def created_and_started(connection: Redis, job_ids: list[str]) -> list[tuple[byt
         for job_id in job_ids:
             pipe.hmget(Job.key_for(job_id), ["created_at", "started_at"])
         return pipe.execute()
+
+
+def due_times(registry: ScheduledJobRegistry) -> dict[str, float]:
+    """Each scheduled job's due time (a Unix timestamp), in one round trip: RQ's registry is a
+    sorted set scored by it, and ``get_scheduled_time`` reads one job per round trip."""
+    entries = registry.connection.zrange(registry.key, 0, -1, withscores=True)
+    return {job_id.decode(): score for job_id, score in entries}
 
 
 def job_ids_with_a_hash(connection: Redis) -> set[str]:

@@ -5,8 +5,8 @@ from datetime import datetime
 from flask import Flask
 
 
-def format_datetime(value: datetime | None) -> str:
-    return value.strftime("%-d %b %Y, %H:%M UTC") if value else ""
+def format_datetime(value: datetime | None, seconds: bool = False) -> str:
+    return value.strftime(f"%-d %b %Y, %H:%M{':%S' if seconds else ''} UTC") if value else ""
 
 
 def format_duration(seconds: float | None) -> str:

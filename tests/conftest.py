@@ -337,7 +337,7 @@ def admin_id(app):
 @pytest.fixture
 def fake_jobs(app):
     """Jobs are recorded instead of enqueued (``JOBS_MODE=fake``): assert on
-    ``fake_jobs.jobs`` (each with its queue, func, args, kwargs, delay and options), or
+    ``fake_jobs.jobs`` (each with its queue, func, args, kwargs, delay, options and tags), or
     ``fake_jobs.drain()`` to run them."""
     app.config["JOBS_MODE"] = "fake"
     return app.extensions["fake_jobs"]

@@ -159,6 +159,8 @@ def test_a_cross_site_post_gets_403_and_changes_nothing(app, client, as_admin, f
         f"/admin/rq/job/{failed_job}/delete",
         "/admin/rq/requeue/default",
         "/admin/rq/queue/default/failed/empty",
+        "/admin/jobs/scheduled",
+        f"/admin/jobs/{failed_job}/edit",
     ):
         assert client.post(url, headers=headers).status_code == 403, url
     assert job_status(app, failed_job) == JobStatus.FAILED

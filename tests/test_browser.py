@@ -1,5 +1,6 @@
 """In a real browser, at a desktop width and a phone width: a newcomer's walk through the blog
-and an admin's walk through the stats page and the RQ dashboard.
+and an admin's walks through the stats page, the RQ dashboard, the metrics and the jobs
+pages.
 
 Runs the app the way ``honcho start`` does (gunicorn and a forking ``rq worker``, as
 subprocesses, started once for the module) and drives Debian's Chromium through Playwright.
@@ -16,9 +17,11 @@ import sys
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from rq import Retry
 
 from blog import create_app, queues
 from blog.extensions import db
@@ -392,3 +395,56 @@ def test_job_metrics(walk):
     page.click("nav.windows >> text=72h")
     page.wait_for_selector("text=A bar is 72 minutes")
     walk.check("metrics-72h")
+
+
+def test_jobs_admin(walk):
+    page, site = walk.page, walk.site
+    tag = f"walk:{walk.width}"  # each width finds its own jobs
+    with site.app.app_context():
+        scheduled = enqueue(demo, 0, "later", delay=timedelta(hours=1), tags=(tag,)).id
+        # Fails at once, then waits an hour for its retry.
+        retrying = enqueue(demo, 0, "broken", 1.0, retry=Retry(max=2, interval=3600), tags=(tag,))
+    log_in(walk, ADMIN, factories.PASSWORD)
+
+    walk.go("/admin/stats")
+    page.click("main >> text=jobs pages")
+    page.wait_for_url(f"{site.url}/admin/jobs")
+    walk.check("jobs")
+    page.fill("#q", tag)
+    page.click("form.job-search button[type=submit]")
+    page.wait_for_selector(f"table.jobs a.job-id:text-is('{scheduled}')")
+    walk.check("jobs-found")
+
+    page.click(f"tr:has(a.job-id:text-is('{scheduled}')) >> text=Edit")
+    page.wait_for_url(f"{site.url}/admin/jobs/{scheduled}/edit")
+    walk.check("job-edit")
+    page.select_option("#queue", "low")
+    page.fill("#args", '[0, "edited", 0]')
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("main .flash-success")
+    assert walk.flash() == f"Job {scheduled} changed: on low, new arguments."
+    assert "'edited'" in page.inner_text("table.details")
+    walk.check("job-edited")
+
+    def listed() -> bool:
+        page.goto(f"{site.url}/admin/jobs/retrying?tag={tag}")
+        return page.locator(f"a.job-id:text-is('{retrying.id}')").count() == 1
+
+    wait_for(listed, 30, "the worker to fail the job once")
+    assert "DemoFailure: demo job failed on purpose" in page.inner_text("table.jobs")
+    walk.check("jobs-retrying")
+    page.click(f"button[name=run_one][value='{retrying.id}']")
+    page.wait_for_selector("main .flash-success")
+    assert walk.flash().startswith("1 job due now")
+
+    walk.go(f"/admin/jobs/scheduled?tag={tag}")
+    page.check(f"input[name=job][value='{scheduled}']")
+    walk.check("jobs-scheduled")
+    page.click("text=Delete the ticked jobs…")
+    page.wait_for_selector("main h1:text-is('Delete 1 scheduled job?')")
+    walk.check("jobs-confirm")
+    page.click("main button.danger")
+    page.wait_for_selector("main .flash-success")
+    assert walk.flash() == f"1 job deleted ({scheduled})."
+    assert "No job is scheduled." in page.inner_text("main")
+    walk.check("jobs-deleted")

@@ -7,7 +7,11 @@ Interval jobs are also enqueued once each time the clock starts.
 
 from rq import cron
 
+from blog.queues import job_meta
 from workers.maintenance import refresh_stats, requeue_stranded_work
 
-cron.register(requeue_stranded_work, queue_name="low", interval=60, job_timeout=120)
-cron.register(refresh_stats, queue_name="low", interval=60, job_timeout=120)
+# rq cron enqueues these itself, not through blog.queues: their tags go in as RQ's meta.
+for job in (requeue_stranded_work, refresh_stats):
+    cron.register(
+        job, queue_name="low", interval=60, job_timeout=120, meta=job_meta(["maintenance"])
+    )

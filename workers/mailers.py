@@ -75,6 +75,10 @@ class EmailBeingSent(Exception):
     """Another run holds the claim on this email, and may be sending it right now."""
 
 
+def user_tag(user_id: int | None) -> tuple[str, ...]:
+    return (f"user:{user_id}",) if user_id is not None else ()
+
+
 def email_job_id(email_id: int) -> str:
     return f"send-email-{email_id}"
 
@@ -87,6 +91,7 @@ def schedule_email(email: Email) -> None:
         send_email,
         email.id,
         queue="mailers",
+        tags=(f"email:{email.id}", *user_tag(email.user_id), "mail"),
         job_id=email_job_id(email.id),
         job_timeout=MAIL_JOB_TIMEOUT,
         retry=backoff(MAIL_RETRIES),
@@ -113,6 +118,7 @@ def schedule_signup_reminder(user: User, delay: timedelta | None = None) -> None
         send_signup_reminder,
         user.id,
         queue="mailers",
+        tags=(f"user:{user.id}", "reminder"),
         delay=max(delay, timedelta(0)),
         job_id=reminder_job_id(user.id),
         job_timeout=MAIL_JOB_TIMEOUT,

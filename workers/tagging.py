@@ -30,6 +30,7 @@ def schedule_tagging(post: Post) -> None:
         auto_tag_post,
         post.id,
         queue="default",
+        tags=(f"post:{post.id}", f"user:{post.author_id}", "tagging"),
         job_id=tagging_job_id(post),
         retry=backoff(TAGGING_RETRIES),
     )

@@ -8,10 +8,11 @@
 - ``ForkWorker``: RQ's ``HerokuWorker``, forking a work-horse per job (``WORKER_MODE=fork``).
 
 Both log one line when a job starts and one when it ends, with its duration and outcome,
-and count it for the admin stats page (``blog.job_stats``). Every line logged while a job
-runs carries its id and function (``blog.logs``): set in the worker before the job starts,
-so a forking worker's work-horse inherits them. With tracing on, each job's run is a span
-of the trace that enqueued it (``blog.tracing``). A job interrupted because its
+and count it for the admin stats page (``blog.job_stats``); they note the last line of a
+failed attempt's error in the job's meta, for the retrying jobs page. Every line logged while
+a job runs carries its id and function (``blog.logs``): set in the worker before the job
+starts, so a forking worker's work-horse inherits them. With tracing on, each job's run is a
+span of the trace that enqueued it (``blog.tracing``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
 (``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
@@ -24,13 +25,14 @@ import logging
 import secrets
 import threading
 import time
+import traceback
 
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
 from blog import job_metrics, job_stats, logs, tracing
 from blog.queue_admin import paused_queues
-from blog.queues import Queue
+from blog.queues import LAST_ERROR, Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
 from workers import interrupts
 from workers.recovery import DEAD_AFTER_HEARTBEATS
@@ -42,6 +44,8 @@ log = logging.getLogger("workers.jobs")
 MAX_INTERRUPTIONS = 3
 # Seconds a worker process goes on with the paused queues it last read.
 PAUSED_CHECK = 1
+# Characters of a failed attempt's error line kept in its job's meta.
+ERROR_LINE_MAX = 300
 
 OUTCOMES = {
     JobStatus.FINISHED: ("finished", ""),
@@ -74,6 +78,7 @@ class JobLog:
         self._log_token = None
         self.push_exc_handler(self._note_interruption)
         self.push_exc_handler(self._trace_exception)
+        self.push_exc_handler(self._note_last_error)
 
     def queues_to_serve(self, queues):
         if self.quiet:
@@ -98,6 +103,14 @@ class JobLog:
 
     def running_job(self, job, queue):
         return tracing.job_span(job, queue.name, exits_after=self.forks)
+
+    def _note_last_error(self, job, exc_type, exc_value, traceback_) -> bool:
+        """An exception handler: keep the last line of the error in the job's meta. RQ keeps
+        a failure's traceback only once the job fails for good; a retry saves the whole job,
+        meta included, so a retrying job shows why it waits."""
+        line = traceback.format_exception_only(exc_type, exc_value)[-1].strip()
+        job.meta[LAST_ERROR] = line[:ERROR_LINE_MAX]
+        return True
 
     def job_started(self, job, queue):
         self.running = (job, queue)
