@@ -11,6 +11,7 @@ on PostgreSQL (``TEST_DATABASE_URL``) leaves them to the SQLite run, as CI does.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,33 @@ def test_the_chapters_replay_in_order(replay):
 @replayed_on_sqlite
 def test_the_readme_replays(replay):
     replay.doc(README)
+
+
+def layout_paths(readme: str) -> list[list[str]]:
+    """What the README's "Layout" block names: the entries (a top-level name at the start of a
+    line, the names under a folder indented below it, before the description column), and
+    the Python files its descriptions mention. Each item lists where it may be, for an entry
+    one path, for a mention the folders it may be relative to."""
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    column = re.match(r"\S+\s+", lines[0]).end()  # where the descriptions start
+    found, folder, entries = [], "", []
+    for line in lines:
+        if names := line[:column].split():
+            if not line.startswith(" "):
+                folder = names[0] if names[0].endswith("/") else ""
+                entries = names
+            else:
+                entries = [folder + name for name in names]
+            found += [[entry] for entry in entries]
+        bases = [entry for entry in entries if entry.endswith("/")] + [folder, ""]
+        for mention in re.findall(r"[\w/]+\.py\b", line[column:]):
+            found.append([base + mention for base in bases])
+    return found
+
+
+def test_every_path_the_readme_layout_names_exists():
+    found = layout_paths(README.read_text())
+    assert len(found) > 40  # the parse found the block
+    missing = [places[0] for places in found if not any((ROOT / p).exists() for p in places)]
+    assert not missing, f"README.md's Layout names paths that do not exist: {missing}"
