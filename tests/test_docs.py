@@ -42,7 +42,7 @@ DOCS_TEST_VARIABLES = {
     "JOBS": "20",
     "DELAY": "0.2",
     "CONCURRENCY": "2",
-    "REMINDER_DELAY": "20",
+    "REMINDER_DELAY": "60",
 }
 # Quick retries and a quick tagger, so that no step waits long; one web process is plenty.
 APP_VARIABLES = {"RETRY_BACKOFF_FACTOR": "0.05", "TAGGER_LATENCY": "0.2", "WEB_CONCURRENCY": "1"}
