@@ -4,10 +4,11 @@ import sys
 from pathlib import Path
 
 from blog import create_app
+from blog.auth.views import create_account
 from blog.config import check_or_exit
 from blog.extensions import db
 from blog.models import Email, Post, PostTag, Tag, User
-from blog.queues import enqueue, get_queue
+from blog.queues import backoff, enqueue, get_queue
 from workers.demo import demo
 from workers.mailers import send_email, send_signup_reminder
 from workers.maintenance import refresh_stats, requeue_stranded_work
@@ -31,6 +32,8 @@ def shell_context() -> dict:
         "Email": Email,
         "get_queue": get_queue,
         "enqueue": enqueue,
+        "backoff": backoff,
+        "create_account": create_account,
         "demo": demo,
         "auto_tag_post": auto_tag_post,
         "send_email": send_email,

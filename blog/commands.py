@@ -349,8 +349,15 @@ def stats_command():
     paused = queue_admin.paused_queues(redis_connection())
     if paused:
         click.echo(f"paused: {', '.join(name for name in QUEUE_NAMES if name in paused)}")
+    # Runs, not jobs: a job retried twice counts three times; the registries above keep
+    # jobs, and forget the finished ones after a while.
+    totals = job_stats.totals(redis_connection())
+    click.echo(
+        f"\nruns: {totals[job_stats.PROCESSED]:,} processed, {totals[job_stats.FAILED]:,} failed "
+        "(since `flask jobs reset-stats`)"
+    )
     workers = queue_admin.worker_stats()
-    click.echo(f"\nworkers: {len(workers)} ({queue_admin.busy(workers)} busy)")
+    click.echo(f"workers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:
         doing = f"{w.job_func} ({w.job_id})" if w.job_id else "-"
         click.echo(f"  {w.name:<40} {w.state:<10} {','.join(w.queues):<28} {doing}")
@@ -429,12 +436,18 @@ def redis_command():
 POLL_SECONDS = 0.2
 
 
-def busy_counts(retries: bool) -> tuple[int, int]:
-    """Jobs waiting (on a queue, or for a retry), and jobs running or being picked up now."""
-    queues = queue_admin.queue_stats()
-    waiting = sum(q.waiting + (q.retrying if retries else 0) for q in queues)
-    busy_workers = queue_admin.busy(queue_admin.worker_stats())
-    return waiting, max(sum(q.started for q in queues), busy_workers)
+def busy_counts(names: tuple[str, ...], retries: bool, scheduled: bool) -> tuple[int, int]:
+    """Jobs of the queues ``names`` waiting (on the queue; for a retry, for their time), and
+    jobs running or being picked up now."""
+    queues = [q for q in queue_admin.queue_stats() if q.name in names]
+    waiting = sum(
+        q.waiting + (q.retrying if retries or scheduled else 0) + (q.scheduled if scheduled else 0)
+        for q in queues
+    )
+    running = sum(q.started for q in queues)
+    if set(names) == set(QUEUE_NAMES):  # a worker may be busy on another queue's job
+        running = max(running, queue_admin.busy(queue_admin.worker_stats()))
+    return waiting, running
 
 
 @jobs.command("wait")
@@ -447,14 +460,29 @@ def busy_counts(retries: bool) -> tuple[int, int]:
     help="Give up after this many seconds.",
 )
 @click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
-def wait_command(timeout, retries):
+@click.option(
+    "--scheduled",
+    is_flag=True,
+    help="Wait for the scheduled jobs (and retries) to come due and run too.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    type=click.Choice(QUEUE_NAMES),
+    multiple=True,
+    help="Wait for this queue's jobs only (repeat for more); all queues by default.",
+)
+def wait_command(timeout, retries, scheduled, queues):
     """Wait until no job is waiting or running (scheduled ones may be due later)."""
+    names = queues or QUEUE_NAMES
+    what = "waiting, running or scheduled" if scheduled else "waiting or running"
+    where = f" on {', '.join(queues)}" if queues else ""
     started = time.monotonic()
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
     while True:
-        waiting, running = busy_counts(retries)
+        waiting, running = busy_counts(names, retries, scheduled)
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
         if quiet_polls == 2:
             break
@@ -463,7 +491,7 @@ def wait_command(timeout, retries):
                 f"Still {waiting} job(s) waiting and {running} running after {timeout:g} s."
             )
         time.sleep(POLL_SECONDS)
-    click.echo(f"No job waiting or running (waited {time.monotonic() - started:.1f} s).")
+    click.echo(f"No job {what}{where} (waited {time.monotonic() - started:.1f} s).")
 
 
 def init_app(app: Flask) -> None:

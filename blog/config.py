@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     MAIL_URL: str = ""
     MAIL_FROM: str = "Flask Background Jobs <noreply@localhost>"
     MAIL_REROUTE: str = ""
+    # Seconds the development mailbox takes to "deliver" each email, as a slow mail server
+    # would; under the sending job's 60 s timeout.
+    MAIL_LATENCY: float = Field(0.0, ge=0, le=30)
     MAIL_CLAIM_LEASE_SECONDS: int = Field(180, ge=1)
     SIGNUP_REMINDER_DELAY: int = Field(24 * 3600, ge=0)
     SIGNUP_RATE_LIMIT: str = "5 per hour"
@@ -473,6 +476,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         # Staging: every email to this one address instead, or "drop" to send none.
         "MAIL_REROUTE": mail_reroute(settings.MAIL_REROUTE),
         "MAIL_FROM": settings.MAIL_FROM,
+        # Without MAIL_URL, each delivery waits this long: the lesson's slow mail server.
+        "MAIL_LATENCY": settings.MAIL_LATENCY,
         # Prometheus sends it as a bearer token to scrape /metrics (blog.prometheus).
         "METRICS_TOKEN": metrics_token(settings),
         # An attempt to send an email holds it this long; then another may take it over.

@@ -8,6 +8,7 @@ it is about, and the ``send_email`` job (workers/mailers.py) delivers it later. 
 import logging
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import urlsplit
@@ -123,6 +124,8 @@ def deliver(message: EmailMessage) -> None:
     if not url:
         if current_app.config["APP_ENV"] == "production":
             log.warning("MAIL_URL is not set: %s stays in the outbox", message["Message-ID"])
+        else:
+            deliver_to_dev_mailbox(current_app.config["MAIL_LATENCY"])
         return
     server = mail_server(url)
     tls = ssl.create_default_context()
@@ -136,3 +139,12 @@ def deliver(message: EmailMessage) -> None:
         if server.username:
             smtp.login(server.username, server.password)
         smtp.send_message(message)
+
+
+def deliver_to_dev_mailbox(latency: float) -> None:
+    """The development mailbox's delivery: the outbox row is the mail, so there is nothing to
+    send; ``MAIL_LATENCY`` makes it take as long as a slow mail server would."""
+    end = time.monotonic() + latency
+    # In short steps: a job in a thread can be stopped (timeout, shutdown) only between them.
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))

@@ -12,13 +12,16 @@ The convention (docs/lessons/README.md explains it to writers):
 - A step expected to fail shows ``[exit N]`` as its last line: it must exit with status N.
 - ``[VAR=value ...] make run`` (re)starts the app with those variables, as ``make run``
   does (``bin/run``: its own Redis, then honcho). Show no output under it.
-- A step whose comment says ``keeps running`` is started in the background and must still
-  be running when the chapter ends.
+- A step whose comment says ``keeps running`` is started in the background, in a session of
+  its own; it must still be running when its chapter ends, where it is stopped (SIGTERM) as
+  the learner stops it with Ctrl+C.
 - ``make test`` and ``make lint`` steps are what CI runs: they must appear, as written, in
   ``.ci/run`` (the docs test does not run the suite inside the suite).
 
-Every chapter gets a fresh copy of the checkout (so a learner's ``instance/`` is never
-touched), one shell whose variables carry from step to step, and its own live app.
+The chapters share one copy of the checkout (so a learner's ``instance/`` is never touched),
+one shell whose variables carry from step to step and from chapter to chapter, and one live
+app, restarted by each ``make run`` step; the README gets a copy, a shell and an app of its
+own (tests/test_docs.py).
 """
 
 import contextlib
@@ -192,8 +195,10 @@ class Shell:
             output.append(line)
 
     def start(self, step: Step, log: Path) -> None:
-        """Start a step that keeps running, in the background, its output into ``log``."""
-        output, _ = self.run(f"( {step.command}\n) >{shlex.quote(str(log))} 2>&1 & echo $!", 10)
+        """Start a step that keeps running, in the background, its output into ``log``: in
+        a session of its own, so that ``stop_background`` stops it with its children."""
+        command = f"setsid bash -c {shlex.quote(step.command)}"
+        output, _ = self.run(f"{command} >{shlex.quote(str(log))} 2>&1 </dev/null & echo $!", 10)
         self.background.append((step, output.strip()))
 
     def still_running(self) -> list[Step]:
@@ -203,12 +208,37 @@ class Shell:
             if self.run(f"kill -0 {pid} 2>/dev/null", 10)[1] != 0
         ]
 
+    def stop_background(self, patience: float = 30) -> None:
+        """Stop the steps that keep running, as Ctrl+C in their terminals would: SIGTERM to
+        each one's process group, then SIGKILL to what is left after ``patience`` seconds."""
+        groups = [int(pid) for _, pid in self.background]
+        self.background = []
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + patience
+        for group in groups:
+            while alive(group) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
     def close(self) -> None:
+        self.stop_background(patience=5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=10)
         self.process.stdin.close()
         self.process.stdout.close()
+
+
+def alive(group: int) -> bool:
+    """Whether any process of the process group ``group`` is left."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class LiveApp:

@@ -41,7 +41,8 @@ def test_flask_shell_has_the_database_models_queues_and_jobs_ready():
     import app as entry_point
 
     context = entry_point.shell_context()
-    for name in ("db", "User", "Post", "Tag", "Email", "get_queue", "demo", "auto_tag_post"):
+    names = ("db", "User", "Post", "Email", "get_queue", "backoff", "demo", "create_account")
+    for name in names:
         assert name in context
 
 

@@ -216,6 +216,8 @@ def test_the_routers_forwarded_headers_are_believed_only_behind_it(make_app, pro
         ("TAGGER_FAILURE_RATE", "2", "TAGGER_FAILURE_RATE must be between 0 and 1"),
         ("TAGGER_FAILURE_RATE", "nan", "TAGGER_FAILURE_RATE must be between 0 and 1"),
         ("STRANDED_AFTER_SECONDS", "1.5", "STRANDED_AFTER_SECONDS must be an integer"),
+        ("MAIL_LATENCY", "31", "MAIL_LATENCY must be between 0 and 30"),
+        ("MAIL_LATENCY", "-1", "MAIL_LATENCY must be between 0 and 30"),
         ("POSTS_PER_PAGE", "0", "POSTS_PER_PAGE must be between 1 and 50"),
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be between 1 and 64, not '0'"),
         ("WORKER_SHUTDOWN_GRACE", "30", "WORKER_SHUTDOWN_GRACE must be between 0 and 20"),

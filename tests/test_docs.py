@@ -2,11 +2,16 @@
 against a live app, started the way ``make run`` starts it, and each step must print what the
 docs show. The convention is in tests/console_docs.py (for writers: docs/lessons/README.md).
 
+The chapters of the course are replayed in order, on one copy of the checkout, in one shell,
+with one app that only a chapter's own ``make run`` restarts: a learner who has done 000 sees
+in 001 what 001 shows. The README is replayed on a copy of its own.
+
 They replay ``make run``, which runs on its SQLite file whatever the suite's database: a run
 on PostgreSQL (``TEST_DATABASE_URL``) leaves them to the SQLite run, as CI does.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,14 +31,18 @@ from tests.console_docs import (
     matches,
 )
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs" / "lessons").glob("*.md"))]
+README = ROOT / "README.md"
+LESSONS = ROOT / "docs" / "lessons"
+# The chapters, in the order a learner takes them: 000-..., 001-..., by file name.
+CHAPTERS = sorted(LESSONS.glob("[0-9][0-9][0-9]-*.md"))
 
-# The smaller counts and delays the chapters name for their long steps ("the docs test sets
-# JOBS=40"). Each chapter states the variables it uses and their real defaults.
+# The smaller counts and delays the chapters use for their long steps (``--count
+# ${JOBS:-500}``): each chapter states the real default in the command itself.
 DOCS_TEST_VARIABLES = {
     "JOBS": "20",
     "DELAY": "0.2",
     "CONCURRENCY": "2",
+    "REMINDER_DELAY": "60",
 }
 # Quick retries and a quick tagger, so that no step waits long; one web process is plenty.
 APP_VARIABLES = {"RETRY_BACKOFF_FACTOR": "0.05", "TAGGER_LATENCY": "0.2", "WEB_CONCURRENCY": "1"}
@@ -58,37 +67,99 @@ def learner_env(checkout: Path, port: int) -> dict:
     return env
 
 
+class Replay:
+    """A learner at the keyboard: one copy of the checkout, one shell, one ``make run``."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        checkout = copy_checkout(tmp_path / "checkout")
+        self.env = learner_env(checkout, free_port())
+        self.shell = Shell(checkout, self.env)
+        self.app = LiveApp(checkout, {**self.env, **APP_VARIABLES}, tmp_path / "make-run.log")
+        self.ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
+
+    def doc(self, path: Path) -> None:
+        """Every step of ``path``, in order; then its background steps must still run, and
+        are stopped, as the learner stops them before the next chapter."""
+        name = path.relative_to(ROOT).as_posix()
+        for step in console_steps(path.read_text()):
+            self.step(step, f"{name}:{step.line}: $ {step.command}")
+        stopped = self.shell.still_running()
+        assert not stopped, f"{name}: stopped early: {[step.command for step in stopped]}"
+        self.shell.stop_background()
+
+    def step(self, step, where: str) -> None:
+        if run := MAKE_RUN.match(step.code):
+            assert not step.expected, f"{where}: show no output under make run"
+            self.app.start(make_run_variables(run[1], self.env), run[2].split())
+            return
+        if CI_STEP.match(step.code):
+            assert step.code in self.ci_script, f"{where}: not run by .ci/run"
+            return
+        if step.keeps_running:
+            self.shell.start(step, self.tmp_path / f"background-{step.line}.log")
+            return
+        output, status = self.shell.run(step.command, STEP_TIMEOUT)
+        assert status == step.exit_status, f"{where}\nexited with {status}:\n{output}"
+        if step.output:
+            assert matches(step.output, output), (
+                f"{where}\nexpected:\n" + "\n".join(step.output) + f"\n\ngot:\n{output}"
+            )
+
+    def close(self) -> None:
+        self.shell.close()
+        self.app.stop()
+
+
+@pytest.fixture
+def replay(tmp_path):
+    replay = Replay(tmp_path)
+    yield replay
+    replay.close()
+
+
+replayed_on_sqlite = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="replayed on SQLite")
+
+
 @pytest.mark.docs
-@pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="replayed in the run on SQLite")
-@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.relative_to(ROOT).as_posix())
-def test_console_blocks_replay(doc, tmp_path):
-    steps = console_steps(doc.read_text())
-    checkout = copy_checkout(tmp_path / "checkout")
-    env = learner_env(checkout, free_port())
-    shell = Shell(checkout, env)
-    app = LiveApp(checkout, {**env, **APP_VARIABLES}, tmp_path / "make-run.log")
-    ci_script = (ROOT / ".ci" / "run").read_text()
-    try:
-        for step in steps:
-            where = f"{doc.name}:{step.line}: $ {step.command}"
-            if run := MAKE_RUN.match(step.code):
-                assert not step.expected, f"{where}: show no output under make run"
-                app.start(make_run_variables(run[1], env), run[2].split())
-                continue
-            if CI_STEP.match(step.code):
-                assert step.code in ci_script.splitlines(), f"{where}: not run by .ci/run"
-                continue
-            if step.keeps_running:
-                shell.start(step, tmp_path / f"background-{step.line}.log")
-                continue
-            output, status = shell.run(step.command, STEP_TIMEOUT)
-            assert status == step.exit_status, f"{where}\nexited with {status}:\n{output}"
-            if step.output:
-                assert matches(step.output, output), (
-                    f"{where}\nexpected:\n" + "\n".join(step.output) + f"\n\ngot:\n{output}"
-                )
-        stopped = shell.still_running()
-        assert not stopped, f"{doc.name}: stopped early: {[s.command for s in stopped]}"
-    finally:
-        shell.close()
-        app.stop()
+@replayed_on_sqlite
+def test_the_chapters_replay_in_order(replay):
+    assert CHAPTERS, "no chapter found in docs/lessons/"
+    for chapter in CHAPTERS:
+        replay.doc(chapter)
+
+
+@pytest.mark.docs
+@replayed_on_sqlite
+def test_the_readme_replays(replay):
+    replay.doc(README)
+
+
+def layout_paths(readme: str) -> list[list[str]]:
+    """What the README's "Layout" block names: the entries (a top-level name at the start of a
+    line, the names under a folder indented below it, before the description column), and
+    the Python files its descriptions mention. Each item lists where it may be, for an entry
+    one path, for a mention the folders it may be relative to."""
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    column = re.match(r"\S+\s+", lines[0]).end()  # where the descriptions start
+    found, folder, entries = [], "", []
+    for line in lines:
+        if names := line[:column].split():
+            if not line.startswith(" "):
+                folder = names[0] if names[0].endswith("/") else ""
+                entries = names
+            else:
+                entries = [folder + name for name in names]
+            found += [[entry] for entry in entries]
+        bases = [entry for entry in entries if entry.endswith("/")] + [folder, ""]
+        for mention in re.findall(r"[\w/]+\.py\b", line[column:]):
+            found.append([base + mention for base in bases])
+    return found
+
+
+def test_every_path_the_readme_layout_names_exists():
+    found = layout_paths(README.read_text())
+    assert len(found) > 40  # the parse found the block
+    missing = [places[0] for places in found if not any((ROOT / p).exists() for p in places)]
+    assert not missing, f"README.md's Layout names paths that do not exist: {missing}"

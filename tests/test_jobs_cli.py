@@ -118,6 +118,16 @@ def test_stats_shows_every_queue(runner, app):
     assert rows["default"][:2] == ["0", "1"]
     assert rows["urgent"][:7] == ["0"] * 7
     assert "workers: 0 (0 busy)" in lines
+    assert "runs: 0 processed, 0 failed (since `flask jobs reset-stats`)" in lines
+
+
+def test_stats_counts_runs_where_the_registries_count_jobs(runner, app, run_jobs):
+    invoke(runner, "demo", "--delay", "0", "--fail-rate", "1", "--retries", "2")
+    run_jobs()
+    lines = invoke(runner, "stats").stdout.splitlines()
+    default = next(line.split() for line in lines if line.startswith("default"))
+    assert default[5] == "1"  # one failed job in the registry ...
+    assert "runs: 3 processed, 3 failed (since `flask jobs reset-stats`)" in lines  # ... 3 runs
 
 
 def test_stats_shows_the_job_each_worker_runs(runner, app):

@@ -1,6 +1,8 @@
 """``flask jobs wait``: returns once no job is waiting or running; the docs' way to wait on
 state instead of time."""
 
+from datetime import timedelta
+
 from rq import Worker
 
 from blog.queues import backoff, enqueue, get_queue
@@ -43,3 +45,22 @@ def test_a_job_a_worker_is_running_counts_as_running(runner, app):
     result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
     assert result.exit_code == 1
     assert "Still 0 job(s) waiting and 1 running after 0 s." in result.output
+
+
+def test_a_queue_of_its_own_ignores_the_others(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "waits on low, where no worker runs", queue="low")
+    result = runner.invoke(args=["jobs", "wait", "--queue", "urgent", "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No job waiting or running on urgent (waited ")
+    result = runner.invoke(args=["jobs", "wait", "--queue", "low", "--timeout", "0"])
+    assert "Still 1 job(s) waiting" in result.output
+
+
+def test_scheduled_jobs_count_when_asked(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "later", delay=timedelta(hours=1))
+    assert runner.invoke(args=["jobs", "wait", "--timeout", "0"]).exit_code == 0
+    result = runner.invoke(args=["jobs", "wait", "--scheduled", "--timeout", "0"])
+    assert result.exit_code == 1
+    assert "Still 1 job(s) waiting" in result.output

@@ -56,6 +56,16 @@ def test_without_mail_url_delivery_leaves_the_mail_in_the_outbox(app, welcome, c
     assert caplog.text == ""
 
 
+def test_mail_latency_makes_the_dev_mailbox_as_slow_as_a_mail_server(app, welcome, monkeypatch):
+    slept = []
+    monkeypatch.setattr("blog.mail.time.sleep", slept.append)
+    app.config["MAIL_LATENCY"] = 0.25
+    with app.app_context():
+        deliver(build_message(db.session.get(Email, welcome)))
+    # In steps, so that a job's timeout or a shutdown can stop it in between.
+    assert len(slept) >= 3 and max(slept) <= 0.1
+
+
 def test_delivery_hands_the_message_to_the_smtp_server(app, welcome, mail_catcher):
     with app.app_context():
         deliver(build_message(db.session.get(Email, welcome)))
