@@ -145,7 +145,11 @@ def layout_paths(readme: str) -> list[list[str]]:
     column = re.match(r"\S+\s+", lines[0]).end()  # where the descriptions start
     found, folder, entries = [], "", []
     for line in lines:
-        if names := line[:column].split():
+        # A name longer than the column pushes its description along: it ends at two spaces.
+        end = column
+        if len(line) > column and not line[column - 1].isspace():
+            end = re.compile(r"\s{2,}|$").search(line, column).start()
+        if names := line[:end].split():
             if not line.startswith(" "):
                 folder = names[0] if names[0].endswith("/") else ""
                 entries = names
@@ -153,7 +157,7 @@ def layout_paths(readme: str) -> list[list[str]]:
                 entries = [folder + name for name in names]
             found += [[entry] for entry in entries]
         bases = [entry for entry in entries if entry.endswith("/")] + [folder, ""]
-        for mention in re.findall(r"[\w/]+\.py\b", line[column:]):
+        for mention in re.findall(r"[\w/]+\.py\b", line[end:]):
             found.append([base + mention for base in bases])
     return found
 
