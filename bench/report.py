@@ -47,6 +47,8 @@ RECURRING_LINES = (
 WEB_LINES = (
     Line("web_total", "web", "mixed load: requests", "/s", 0),
     Line("web_errors", "web", "mixed load: errors", "requests", 0),
+    Line("web_cpu", "web", "mixed load: web processes' CPU a request", "ms", 1),
+    Line("web_busy", "web", "mixed load: the machine's cores busy", "%", 0),
     *(
         line
         for key, kind in (("create", "create"), ("index", "read /"), ("post", "read post"))
@@ -63,7 +65,9 @@ WEB_LINES = (
     Line("web_alone", "web", "/ alone: pages", "/s", 0),
     Line("web_alone_p99", "web", "/ alone: p99", "ms", 1),
     Line("web_alone_app", "web", "/ alone: the app's own time, p50", "ms", 1),
+    Line("web_alone_cpu", "web", "/ alone: web processes' CPU a request", "ms", 1),
     Line("web_hello", "web", "bare Flask hello, same gunicorn: requests", "/s", 0),
+    Line("web_hello_cpu", "web", "hello: web processes' CPU a request", "ms", 2),
     Line("web_create_share", "web", "creates per hello request", "%", 0),
 )
 

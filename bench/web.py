@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -143,14 +144,20 @@ class Site:
     def start_web(self, command: str) -> list[str]:
         """``command`` once per web process; their base URLs, once each answers."""
         hosts = []
+        self.web_processes = []
         for _ in range(self.formation.web):
             port = free_port()
             process = WorkerProcess(command, self.env(PORT=port), self.log_path).start()
             self.processes.append(process)
+            self.web_processes.append(process)
             hosts.append((f"http://127.0.0.1:{port}", process))
         for host, process in hosts:
             wait_answers(host, process)
         return [host for host, _ in hosts]
+
+    def web_pids(self) -> list[int]:
+        """Every process of the web processes (gunicorn's master and its workers)."""
+        return [p.pid for process in self.web_processes for p in process.tree()]
 
     def start_workers(self) -> None:
         for _ in range(self.formation.workers):
@@ -185,22 +192,21 @@ class Site:
 
 
 def wait_answers(host: str, process: WorkerProcess, timeout: float = 120) -> None:
-    import urllib.error
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(host + "/", timeout=5):
+            with urllib.request.urlopen(host + "/", timeout=10):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # not listening yet, or too busy to answer in time
             process.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{host} did not answer within {timeout:.0f} s") from None
             time.sleep(0.2)
 
 
-def load(mode: str, hosts: list[str], clients: int, seconds: float, cap: float) -> dict:
+def load(
+    mode: str, hosts: list[str], clients: int, seconds: float, cap: float, watch: list[int]
+) -> dict:
     """Run ``bench.web_users`` in a process of its own; what it counted."""
     command = [
         sys.executable,
@@ -215,6 +221,8 @@ def load(mode: str, hosts: list[str], clients: int, seconds: float, cap: float) 
         ",".join(hosts),
         "--timeout",
         str(cap),
+        "--watch",
+        ",".join(str(pid) for pid in watch),
     ]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 2 * cap
@@ -231,7 +239,7 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
     with Site(settings, kind, formation) as site:
         hosts = site.start_web(procfile_command("web"))
         site.start_workers()
-        mixed = load("mixed", hosts, clients, seconds, cap)
+        mixed = load("mixed", hosts, clients, seconds, cap, site.web_pids())
         stopped = time.monotonic()
         values["web_untagged"] = site.untagged()
         while site.untagged() and time.monotonic() - stopped < cap:
@@ -250,19 +258,24 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
             values[f"web_{key}_p99"] = figures.get("p99")
             values[f"web_{key}_app"] = figures.get("app_p50")
             values[f"web_{key}_errors"] = figures.get("errors")
+        values["web_cpu"] = mixed["cpu_ms_per_request"]
+        values["web_busy"] = 100 * mixed["machine_busy"]
         notes += error_notes(mixed)
 
-        index = load("index", hosts, clients, seconds / 2, cap)
+        index = load("index", hosts, clients, seconds / 2, cap, site.web_pids())
         page = index["kinds"].get("/ alone", {})
         values["web_alone"] = page.get("per_second")
         values["web_alone_p99"] = page.get("p99")
         values["web_alone_app"] = page.get("app_p50")
+        values["web_alone_cpu"] = index["cpu_ms_per_request"]
         notes += error_notes(index)
         site.stop()
 
-        hello = load("index", site.start_web(HELLO), clients, seconds / 2, cap)
+        hosts = site.start_web(HELLO)
+        hello = load("index", hosts, clients, seconds / 2, cap, site.web_pids())
         hello_rate = hello["kinds"].get("/ alone", {}).get("per_second")
         values["web_hello"] = hello_rate
+        values["web_hello_cpu"] = hello["cpu_ms_per_request"]
         if hello_rate and values["web_create_rate"]:
             values["web_create_share"] = 100 * values["web_create_rate"] / hello_rate
         notes += error_notes(hello)

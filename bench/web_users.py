@@ -28,6 +28,7 @@ import time
 from http.cookiejar import DefaultCookiePolicy
 
 import gevent
+import psutil
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 
@@ -39,13 +40,34 @@ SERVER_TIMING = re.compile(r"dur=([0-9.]+)")
 class Window:
     """The requests counted: those that end between ``open`` and ``close``."""
 
-    def __init__(self):
+    def __init__(self, watched: list[int]):
+        self.watched = [psutil.Process(pid) for pid in watched]
         self.started_users = 0
         self.opened_at: float | None = None
         self.closed_at: float | None = None
         self.times: dict[str, list[float]] = {}
         self.app_times: dict[str, list[float]] = {}
         self.errors: dict[str, list[str]] = {}
+
+    def open(self) -> None:
+        self.cpu_before = self.cpu_seconds()
+        self.machine_before = psutil.cpu_times()
+        self.opened_at = time.monotonic()
+
+    def close(self) -> None:
+        self.closed_at = time.monotonic()
+        self.cpu = self.cpu_seconds() - self.cpu_before
+        before, after = self.machine_before, psutil.cpu_times()
+        busy = sum(after) - after.idle - (sum(before) - before.idle)
+        self.machine_busy = busy / (psutil.cpu_count() * (self.closed_at - self.opened_at))
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the watched processes (the web processes)."""
+        total = 0.0
+        for process in self.watched:
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
 
     @property
     def counting(self) -> bool:
@@ -79,7 +101,15 @@ class Window:
                 "errors": len(errors),
                 "first_errors": sorted(set(errors))[:3],
             }
-        return {"seconds": seconds, "kinds": kinds}
+        requests = sum(kind["requests"] for kind in kinds.values())
+        return {
+            "seconds": seconds,
+            "kinds": kinds,
+            # The web processes' CPU time per request: what the app costs, whatever else
+            # keeps the machine's cores busy; and how busy they were, everything included.
+            "cpu_ms_per_request": 1000 * self.cpu / requests if requests else None,
+            "machine_busy": self.machine_busy,
+        }
 
 
 def percentile(values: list[float], p: int) -> float | None:
@@ -88,8 +118,7 @@ def percentile(values: list[float], p: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
-window = Window()
-events.request.add_listener(window.record)
+window: Window
 numbers = itertools.count(1)
 
 
@@ -215,9 +244,9 @@ def run(user_class, clients: int, seconds: float, warm_up: float, timeout: float
         gevent.sleep(0.05)
     else:
         gevent.sleep(warm_up)
-        window.opened_at = time.monotonic()
+        window.open()
         gevent.sleep(seconds)
-        window.closed_at = time.monotonic()
+        window.close()
     runner.quit()
     failures = [
         f"{error['msg']} ({error['count']}×)" for error in environment.runner.exceptions.values()
@@ -236,9 +265,13 @@ def main(argv=None) -> None:
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--hosts", required=True, help="the web processes, comma-separated")
+    parser.add_argument("--watch", default="", help="pids of the web processes, comma-separated")
     parser.add_argument("--warm-up", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    global window
+    window = Window([int(pid) for pid in args.watch.split(",") if pid])
+    events.request.add_listener(window.record)
     hosts = tuple(args.hosts.split(","))
     user_class = type(
         "User",
