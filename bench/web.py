@@ -190,6 +190,18 @@ class Site:
         finally:
             engine.dispose()
 
+    def tagging_states(self) -> dict:
+        """How many posts are in each tagging state (None: never marked)."""
+        engine = sa.create_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.text("SELECT tagging_state, count(*) FROM posts GROUP BY tagging_state")
+                )
+                return {state: count for state, count in rows}
+        finally:
+            engine.dispose()
+
 
 def wait_answers(host: str, process: WorkerProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
@@ -247,7 +259,9 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
         left = site.untagged()
         values["web_tagged_after"] = time.monotonic() - stopped if not left else None
         if left:
-            notes.append(f"{left} posts still untagged {cap:g} s after the load")
+            notes.append(
+                f"{left} posts still untagged {cap:g} s after the load: {site.tagging_states()}"
+            )
         kinds = mixed["kinds"]
         values["web_total"] = sum(k["per_second"] for k in kinds.values())
         values["web_errors"] = sum(k["errors"] for k in kinds.values())
