@@ -130,10 +130,12 @@ class Site:
         self.redis_server = EmbeddedRedis().start()
         self.redis = Redis.from_url(self.redis_server.url)
         self.database_url = self.databases.create(f"web_{self.formation.name}")
+        self.engine = sa.create_engine(self.database_url)  # to see what the worker did
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.engine.dispose()
         self.redis.close()
         self.redis_server.stop()
         self.databases.drop_all()
@@ -165,7 +167,7 @@ class Site:
                 WorkerProcess(procfile_command("worker"), self.env(), self.log_path).start()
             )
         deadline = time.monotonic() + 120
-        while len({w.hostname + str(w.pid) for w in Worker.all(self.redis)}) == 0:
+        while not Worker.all(self.redis):
             if time.monotonic() > deadline:
                 raise TimeoutError("no worker showed up in RQ's list of workers")
             for process in self.processes:
@@ -178,29 +180,15 @@ class Site:
         self.processes.clear()
 
     def untagged(self) -> int:
-        engine = sa.create_engine(self.database_url)
-        try:
-            with engine.connect() as conn:
-                return conn.execute(
-                    sa.text(
-                        "SELECT count(*) FROM posts "
-                        "WHERE tagging_state IS NULL OR tagging_state <> 'done'"
-                    )
-                ).scalar_one()
-        finally:
-            engine.dispose()
+        return sum(count for state, count in self.tagging_states().items() if state != "done")
 
     def tagging_states(self) -> dict:
         """How many posts are in each tagging state (None: never marked)."""
-        engine = sa.create_engine(self.database_url)
-        try:
-            with engine.connect() as conn:
-                rows = conn.execute(
-                    sa.text("SELECT tagging_state, count(*) FROM posts GROUP BY tagging_state")
-                )
-                return {state: count for state, count in rows}
-        finally:
-            engine.dispose()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT tagging_state, count(*) FROM posts GROUP BY tagging_state")
+            )
+            return {state: count for state, count in rows}
 
 
 def wait_answers(host: str, process: WorkerProcess, timeout: float = 120) -> None:
