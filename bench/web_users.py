@@ -118,6 +118,7 @@ def percentile(values: list[float], p: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
+# Made in main(), which knows the processes to watch; the users record into it.
 window: Window
 numbers = itertools.count(1)
 
