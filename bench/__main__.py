@@ -14,14 +14,15 @@ from pathlib import Path
 
 import rq
 
-from bench import recurring
+from bench import recurring, web
 from bench.measurements import PARALLEL_ROWS, ROWS, Cell, Settings, default_pool_size
 from bench.processes import EXTRA_CONFIG, ROOT, columns
-from bench.report import ERROR, LINES, RECURRING_LINES, cell_text, json_value, table
+from bench.report import ERROR, LINES, RECURRING_LINES, WEB_LINES, cell_text, json_value, table
 
-# The recurring jobs' row has a column per database, in a table of its own.
+# The recurring jobs' row and the web row have a column per database, in tables of their own.
 RECURRING = "recurring"
-ALL_ROWS = [*ROWS, RECURRING]
+WEB = "web"
+ALL_ROWS = [*ROWS, RECURRING, WEB]
 
 
 def names(choices):
@@ -48,6 +49,15 @@ def positive(kind):
         return value
 
     return parse
+
+
+def formations(text: str) -> list:
+    try:
+        return [web.Formation.parse(part.strip()) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: web × worker processes, e.g. 1x1,2x2"
+        ) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,6 +122,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="a config variable for every worker, e.g. --set WORKER_PROCESSES=2 (repeatable)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=positive(int),
+        default=20,
+        help="simulated users of the web row (default %(default)s)",
+    )
+    parser.add_argument(
+        "--web-databases",
+        type=names(list(web.DATABASES)),
+        default=list(web.DATABASES),
+        help=f"the web row's databases, some of: {','.join(web.DATABASES)}",
+    )
+    parser.add_argument(
+        "--formations",
+        type=formations,
+        default=[web.Formation(1, 1)],
+        help="the web row's web × worker processes, side by side: e.g. 1x1,2x2 (default 1x1)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
@@ -179,6 +207,12 @@ def main(argv=None) -> int:
                 recurring_results, recurring_notes = recurring.run(settings)
                 results.update(recurring_results)
                 notes += recurring_notes
+            if WEB in args.rows:
+                web_results, web_notes = web.run(
+                    settings, args.web_databases, args.formations, args.clients
+                )
+                results.update(web_results)
+                notes += web_notes
         finally:
             for databases, _ in settings.databases.values():
                 databases.drop_all()
@@ -247,6 +281,9 @@ class Report:
                 table(self.results, recurring.DATABASES, args.rows, {}, RECURRING_LINES),
                 "",
             ]
+        if WEB in args.rows:
+            titles = web.columns(args.web_databases, args.formations)
+            lines += [table(self.results, titles, args.rows, {}, WEB_LINES), ""]
         lines.append(machine_line(self.started_at))
         if workers:
             lines += [f"{self.titles[c.name]}: {c.command(self.concurrency)}" for c in self.picked]
@@ -259,6 +296,12 @@ class Report:
                 f"The lesson runs the app with WORKER_CONCURRENCY={args.lesson_concurrency} "
                 f"and the pool with -n {args.lesson_concurrency}."
             )
+        if WEB in args.rows:
+            lines.append(
+                f"Web: {args.clients} simulated users (Locust) on this machine against the "
+                f"Procfile's web line, {web.load_seconds(args.scale):g} s of mixed load, then "
+                f"half that of / alone and of hello; {web.gunicorn_settings()}."
+            )
         lines += [f"- {note}" for note in self.notes]
         lines.append(f"Worker logs: {args.log_dir}")
         return "\n".join(lines)
@@ -268,7 +311,10 @@ class Report:
         return {
             "started_at": self.started_at.isoformat(),
             "machine": machine(),
-            "settings": {k: v for k, v in vars(self.args).items() if k not in ignored},
+            "settings": {
+                **{k: v for k, v in vars(self.args).items() if k not in ignored},
+                "formations": [formation.name for formation in self.args.formations],
+            },
             "columns": {
                 c.name: {"title": self.titles[c.name], "command": c.command(self.concurrency)}
                 for c in self.picked

@@ -43,6 +43,34 @@ RECURRING_LINES = (
     Line("stats_round_trips", "recurring", "refresh_stats: Redis", "round trips", 0),
 )
 
+# The web rows' lines: one column per database (and formation), not per worker (bench/web.py).
+WEB_LINES = (
+    Line("web_total", "web", "mixed load: requests", "/s", 0),
+    Line("web_errors", "web", "mixed load: errors", "requests", 0),
+    Line("web_cpu", "web", "mixed load: web processes' CPU a request", "ms", 1),
+    Line("web_busy", "web", "mixed load: the machine's cores busy", "%", 0),
+    *(
+        line
+        for key, kind in (("create", "create"), ("index", "read /"), ("post", "read post"))
+        for line in (
+            Line(f"web_{key}_rate", "web", f"{kind}: requests", "/s", 1),
+            Line(f"web_{key}_p50", "web", f"{kind}: p50", "ms", 1),
+            Line(f"web_{key}_p99", "web", f"{kind}: p99", "ms", 1),
+            Line(f"web_{key}_app", "web", f"{kind}: the app's own time, p50", "ms", 1),
+            Line(f"web_{key}_errors", "web", f"{kind}: errors", "requests", 0),
+        )
+    ),
+    Line("web_untagged", "web", "posts untagged when the load stopped", "posts", 0),
+    Line("web_tagged_after", "web", "every post tagged, after the load", "s", 1),
+    Line("web_alone", "web", "/ alone: pages", "/s", 0),
+    Line("web_alone_p99", "web", "/ alone: p99", "ms", 1),
+    Line("web_alone_app", "web", "/ alone: the app's own time, p50", "ms", 1),
+    Line("web_alone_cpu", "web", "/ alone: web processes' CPU a request", "ms", 1),
+    Line("web_hello", "web", "bare Flask hello, same gunicorn: requests", "/s", 0),
+    Line("web_hello_cpu", "web", "hello: web processes' CPU a request", "ms", 2),
+    Line("web_create_share", "web", "creates per hello request", "%", 0),
+)
+
 ERROR = "error"
 
 

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
     OTEL_SERVICE_NAME: str = "flask-background-jobs"
     WEB_CONCURRENCY: int = Field(2, ge=1, le=64)
+    # Requests each gunicorn worker process serves at once, one thread each (1: gunicorn's
+    # sync worker; more: its gthread worker). gunicorn.conf.py says how to choose.
+    WEB_THREADS: int = Field(1, ge=1, le=32)
     # How the worker runs its jobs: the README's "The worker" says how to choose.
     WORKER_MODE: Annotated[Literal["threads", "fork"], Lower] = "threads"
     WORKER_CONCURRENCY: int = Field(5, ge=1, le=500)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     event,
+    inspect,
     select,
     text,
 )
@@ -174,8 +175,11 @@ class PostTag(db.Model):
     tag: Mapped[Tag] = relationship(lazy="joined")
 
     @classmethod
-    def replace(cls, post_id: int, names: list[str], source: str) -> None:
-        """Make ``names`` the post's tags from ``source``, leaving the other source's alone.
+    def replace(
+        cls, post_id: int, names: list[str], source: str, *, new_post: bool = False
+    ) -> None:
+        """Make ``names`` the post's tags from ``source``, leaving the other source's alone;
+        on a ``new_post``, which has no links yet, only add them.
 
         An author's tag wins over the tagger's for the same name; the tagger never removes or
         takes over an author's tag. Setting the same names twice changes nothing.
@@ -187,13 +191,14 @@ class PostTag(db.Model):
         """
         tag_ids = Tag.ids(names)
         links = cls.__table__
-        db.session.execute(
-            delete(links).where(
-                links.c.post_id == post_id,
-                links.c.source == source,
-                links.c.tag_id.not_in(tag_ids),
+        if not new_post:
+            db.session.execute(
+                delete(links).where(
+                    links.c.post_id == post_id,
+                    links.c.source == source,
+                    links.c.tag_id.not_in(tag_ids),
+                )
             )
-        )
         if not tag_ids:
             return
         add = upsert(links).values(
@@ -259,13 +264,15 @@ class Post(db.Model):
     def set_tags(self, names: list[str], source: str) -> None:
         """Make ``names`` the post's tags from ``source`` (see ``PostTag.replace``). The post
         must be in the session (added, or loaded)."""
+        new_post = inspect(self).pending  # not written yet: it has no links to replace
         db.session.flush()  # the post's row (and id) first, then its tag links
-        PostTag.replace(self.id, names, source)
-        # The ORM did not see those writes: the post and its tag links are read afresh next
-        # time. Expiring the post expires the links too, through the relationship's cascade
-        # ("all" includes "refresh-expire"); without it, a link read before would keep its
-        # old source.
-        db.session.expire(self)
+        PostTag.replace(self.id, names, source, new_post=new_post)
+        # The ORM did not see those writes: the tag links are read afresh next time. On a post
+        # read before, expiring the whole post expires its links too, through the
+        # relationship's cascade ("all" includes "refresh-expire"); without it, a link read
+        # before would keep its old source. A new post has no link loaded, and the row just
+        # written is what the session holds: only the list of links needs reading again.
+        db.session.expire(self, ["tag_links"] if new_post else None)
 
     def edit(self, title: str, body: str) -> None:
         self.title = title

@@ -80,3 +80,43 @@ def test_the_bench_measures_the_recurring_jobs_on_both_databases(tmp_path):
     assert results["requeue_round_trips"] == dict.fromkeys(both, 3)
     assert results["stats_round_trips"] == dict.fromkeys(both, 1)  # the figures, stored
     assert all(results["requeue_ms"][database] > 0 for database in both)
+
+
+def test_the_bench_loads_the_procfile_web_process_and_its_worker(tmp_path):
+    results_file = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--rows",
+            "web",
+            "--web-databases",
+            "sqlite",
+            "--clients",
+            "2",
+            "--scale",
+            "0.05",
+            "--json",
+            str(results_file),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (tmp_path / "logs" / "web-sqlite-1x1.log").read_text()
+    assert f"$ {procfile()['web']}\n" in log
+    assert "POST /posts/new 302" in log  # gunicorn's access log: posts were written
+    results = {
+        line: values["sqlite-1x1"]
+        for line, values in json.loads(results_file.read_text())["results"].items()
+    }
+    assert results["web_errors"] == 0
+    for line in ("web_create_rate", "web_index_rate", "web_post_rate", "web_alone", "web_hello"):
+        assert results[line] > 0, line
+    assert results["web_create_app"] > 0  # read from the Server-Timing header
+    assert results["web_tagged_after"] is not None  # the worker tagged every post

@@ -1,3 +1,4 @@
+import os
 import re
 import runpy
 from pathlib import Path
@@ -220,6 +221,7 @@ def test_the_routers_forwarded_headers_are_believed_only_behind_it(make_app, pro
         ("MAIL_LATENCY", "-1", "MAIL_LATENCY must be between 0 and 30"),
         ("POSTS_PER_PAGE", "0", "POSTS_PER_PAGE must be between 1 and 50"),
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be between 1 and 64, not '0'"),
+        ("WEB_THREADS", "100", "WEB_THREADS must be between 1 and 32, not '100'"),
         ("WORKER_SHUTDOWN_GRACE", "30", "WORKER_SHUTDOWN_GRACE must be between 0 and 20"),
         ("JOBS_MODE", "celery", "JOBS_MODE must be one of 'redis', 'inline' or 'fake'"),
         ("RQ_DASHBOARD_DISABLE_DELETE", "maybe", "must be 1, true, yes or on, or 0, false"),
@@ -261,6 +263,19 @@ def test_gunicorn_reads_its_port_and_workers_through_the_config(monkeypatch, cap
         runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert stopped.value.code == EXIT_CONFIG_ERROR
     assert capsys.readouterr().err == "web: WEB_CONCURRENCY must be an integer, not 'lots'\n"
+
+
+def test_gunicorn_runs_threads_with_a_connection_each_when_asked(monkeypatch):
+    monkeypatch.delenv("WEB_THREADS", raising=False)
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "2")
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (settings["worker_class"], settings["threads"]) == ("sync", 1)
+    assert os.environ["DATABASE_POOL_SIZE"] == "2"
+    monkeypatch.setenv("WEB_THREADS", "4")
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (settings["worker_class"], settings["threads"]) == ("gthread", 4)
+    # The worker processes it forks read their pool's size from the environment.
+    assert os.environ["DATABASE_POOL_SIZE"] == "4"
 
 
 @pytest.mark.parametrize(

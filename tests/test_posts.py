@@ -231,6 +231,22 @@ def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, author_i
     assert 0 < len(statements) <= 6, statements  # not one query per post
 
 
+def test_writing_a_post_sends_its_rows_and_reads_nothing_back(client, auth, app, author_id):
+    auth.login()
+    with app.app_context():  # the tags exist already
+        factories.post(author_id, tags=["redis", "rq"])
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    response = client.post("/posts/new", data={"title": "t", "body": "b", "tags": "redis, rq"})
+    assert response.headers["Location"].startswith("/posts/")
+    verbs = [statement.split()[0] for statement in statements]
+    # The signed-in user, the post, its tags' ids, its links, its tagging state: no DELETE of
+    # links a new post cannot have, and no SELECT of the post it has just written.
+    assert verbs == ["SELECT", "INSERT", "SELECT", "INSERT", "UPDATE"], statements
+
+
 def test_pages_link_an_icon_that_is_there(client):
     page = client.get("/").get_data(as_text=True)
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page

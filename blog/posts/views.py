@@ -118,8 +118,10 @@ def new():
         post = Post(author=current_user, title=form.title.data, body=form.body.data)
         db.session.add(post)
         post.set_tags(parse_tags(form.tags.data), AUTHOR)
+        # Before the commit, which expires the post: after it, post.id would read it again.
+        location = url_for("posts.show", post_id=post.id)
         flash(f"Your post is published. {save_and_tag(post)}", "success")
-        return redirect(url_for("posts.show", post_id=post.id))
+        return redirect(location)
     return render_template("posts/form.html", form=form, post=None)
 
 
