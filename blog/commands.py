@@ -347,7 +347,13 @@ def busy_counts(retries: bool) -> tuple[int, int]:
     help="Give up after this many seconds.",
 )
 @click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
-def wait_command(timeout, retries):
+@click.option(
+    "--started",
+    "until_started",
+    is_flag=True,
+    help="Return once every job has been taken by a worker, running or not.",
+)
+def wait_command(timeout, retries, until_started):
     """Wait until no job is waiting or running (scheduled ones may be due later)."""
     started = time.monotonic()
     quiet_polls = 0
@@ -355,6 +361,8 @@ def wait_command(timeout, retries):
     # that a worker has just taken shows in neither.
     while True:
         waiting, running = busy_counts(retries)
+        if until_started:
+            running = 0  # running is what we wait for: only the waiting ones count
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
         if quiet_polls == 2:
             break
@@ -363,7 +371,11 @@ def wait_command(timeout, retries):
                 f"Still {waiting} job(s) waiting and {running} running after {timeout:g} s."
             )
         time.sleep(POLL_SECONDS)
-    click.echo(f"No job waiting or running (waited {time.monotonic() - started:.1f} s).")
+    waited = time.monotonic() - started
+    if until_started:
+        click.echo(f"No job waiting: the workers have taken them all (waited {waited:.1f} s).")
+    else:
+        click.echo(f"No job waiting or running (waited {waited:.1f} s).")
 
 
 def init_app(app: Flask) -> None:

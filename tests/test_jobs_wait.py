@@ -43,3 +43,17 @@ def test_a_job_a_worker_is_running_counts_as_running(runner, app):
     result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
     assert result.exit_code == 1
     assert "Still 0 job(s) waiting and 1 running after 0 s." in result.output
+
+
+def test_started_returns_once_a_worker_has_taken_every_job(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "taken by a worker that is still at it")
+        queue = get_queue("default")
+        worker = Worker([queue], connection=queue.connection)
+        worker.register_birth()
+        result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
+        assert "Still 1 job(s) waiting and 0 running after 0 s." in result.output
+        take_next_job(worker)
+    result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No job waiting: the workers have taken them all (waited ")
