@@ -329,14 +329,10 @@ def redis_command():
 POLL_SECONDS = 0.2
 
 
-def busy_counts(retries: bool, scheduled: bool = False) -> tuple[int, int]:
-    """Jobs waiting (on a queue, for a retry, or for their time), and jobs running or being
-    picked up now."""
+def busy_counts(retries: bool) -> tuple[int, int]:
+    """Jobs waiting (on a queue, or for a retry), and jobs running or being picked up now."""
     queues = queue_admin.queue_stats()
-    waiting = sum(
-        q.waiting + (q.retrying if retries else 0) + (q.scheduled if scheduled else 0)
-        for q in queues
-    )
+    waiting = sum(q.waiting + (q.retrying if retries else 0) for q in queues)
     busy_workers = queue_admin.busy(queue_admin.worker_stats())
     return waiting, max(sum(q.started for q in queues), busy_workers)
 
@@ -352,24 +348,19 @@ def busy_counts(retries: bool, scheduled: bool = False) -> tuple[int, int]:
 )
 @click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
 @click.option(
-    "--scheduled",
-    is_flag=True,
-    help="Wait for the scheduled jobs too (until they have run, however far off their time).",
-)
-@click.option(
     "--started",
     "until_started",
     is_flag=True,
     help="Return once every job has been taken by a worker, running or not.",
 )
-def wait_command(timeout, retries, scheduled, until_started):
+def wait_command(timeout, retries, until_started):
     """Wait until no job is waiting or running (scheduled ones may be due later)."""
     started = time.monotonic()
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
     while True:
-        waiting, running = busy_counts(retries, scheduled)
+        waiting, running = busy_counts(retries)
         if until_started:
             running = 0  # running is what we wait for: only the waiting ones count
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0

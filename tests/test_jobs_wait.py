@@ -1,8 +1,6 @@
 """``flask jobs wait``: returns once no job is waiting or running; the docs' way to wait on
 state instead of time."""
 
-from datetime import timedelta
-
 from rq import Worker
 
 from blog.queues import backoff, enqueue, get_queue
@@ -59,12 +57,3 @@ def test_started_returns_once_a_worker_has_taken_every_job(runner, app):
     result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("No job waiting: the workers have taken them all (waited ")
-
-
-def test_scheduled_jobs_count_as_waiting_only_when_asked(runner, app):
-    with app.app_context():
-        enqueue(demo, 0, "due in an hour", delay=timedelta(hours=1))
-    result = runner.invoke(args=["jobs", "wait", "--timeout", "0"])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(args=["jobs", "wait", "--scheduled", "--timeout", "0"])
-    assert "Still 1 job(s) waiting and 0 running after 0 s." in result.output
