@@ -11,6 +11,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.job import Job, JobStatus
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from blog import job_stats, queue_admin, redis_keys
@@ -348,14 +349,25 @@ def busy_counts(retries: bool) -> tuple[int, int]:
 )
 @click.option("--retries", is_flag=True, help="Wait for the jobs waiting for a retry too.")
 @click.option(
+    "--job",
+    "job_ids",
+    multiple=True,
+    metavar="ID",
+    help="Wait for this job to end instead (finished, failed or stopped), even one scheduled "
+    "for later or waiting for a retry. May be given more than once.",
+)
+@click.option(
     "--started",
     "until_started",
     is_flag=True,
     help="Return once every job has been taken by a worker, running or not.",
 )
-def wait_command(timeout, retries, until_started):
+def wait_command(timeout, retries, job_ids, until_started):
     """Wait until no job is waiting or running (scheduled ones may be due later)."""
     started = time.monotonic()
+    if job_ids:
+        wait_for_jobs(job_ids, timeout, started)
+        return
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
@@ -376,6 +388,38 @@ def wait_command(timeout, retries, until_started):
         click.echo(f"No job waiting: the workers have taken them all (waited {waited:.1f} s).")
     else:
         click.echo(f"No job waiting or running (waited {waited:.1f} s).")
+
+
+# What a job ends as. A job whose record is gone (its result kept no longer) ended too.
+ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
+
+
+def job_statuses(job_ids) -> dict[str, JobStatus | None]:
+    jobs = Job.fetch_many(list(job_ids), connection=redis_connection())
+    return {
+        job_id: job.get_status(refresh=False) if job else None
+        for job_id, job in zip(job_ids, jobs, strict=True)
+    }
+
+
+def wait_for_jobs(job_ids, timeout: float, started: float) -> None:
+    """Until every job of ``job_ids`` has ended; then say how each ended."""
+    while True:
+        statuses = job_statuses(job_ids)
+        if all(status in ENDED for status in statuses.values()):
+            break
+        if time.monotonic() - started > timeout:
+            left = ", ".join(
+                f"{job_id} ({status.value})"
+                for job_id, status in statuses.items()
+                if status not in ENDED
+            )
+            raise click.ClickException(f"Still waiting after {timeout:g} s for: {left}.")
+        time.sleep(POLL_SECONDS)
+    waited = time.monotonic() - started
+    for job_id, status in statuses.items():
+        outcome = status.value if status else "ended (its record is gone)"
+        click.echo(f"Job {job_id} {outcome} (waited {waited:.1f} s).")
 
 
 def init_app(app: Flask) -> None:

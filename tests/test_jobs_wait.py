@@ -1,6 +1,8 @@
 """``flask jobs wait``: returns once no job is waiting or running; the docs' way to wait on
 state instead of time."""
 
+from datetime import timedelta
+
 from rq import Worker
 
 from blog.queues import backoff, enqueue, get_queue
@@ -57,3 +59,16 @@ def test_started_returns_once_a_worker_has_taken_every_job(runner, app):
     result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("No job waiting: the workers have taken them all (waited ")
+
+
+def test_job_waits_for_that_job_to_end_even_one_scheduled_for_later(runner, app, run_jobs):
+    with app.app_context():
+        later = enqueue(demo, 0, "due in an hour", delay=timedelta(hours=1))
+        now = enqueue(demo, 0, "due now")
+    result = runner.invoke(args=["jobs", "wait", "--job", later.id, "--timeout", "0"])
+    assert result.exit_code == 1
+    assert f"Still waiting after 0 s for: {later.id} (scheduled)." in result.output
+    run_jobs()
+    result = runner.invoke(args=["jobs", "wait", "--job", now.id, "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Job {now.id} finished (waited ")
