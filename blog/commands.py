@@ -11,6 +11,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.job import Job, JobStatus
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from blog import job_search, job_stats, pending_jobs, queue_admin, redis_keys
@@ -472,17 +473,36 @@ def busy_counts(names: tuple[str, ...], retries: bool, scheduled: bool) -> tuple
     multiple=True,
     help="Wait for this queue's jobs only (repeat for more); all queues by default.",
 )
-def wait_command(timeout, retries, scheduled, queues):
+@click.option(
+    "--job",
+    "job_ids",
+    multiple=True,
+    metavar="ID",
+    help="Wait for this job to end instead (finished, failed or stopped), even one scheduled "
+    "for later or waiting for a retry. May be given more than once.",
+)
+@click.option(
+    "--started",
+    "until_started",
+    is_flag=True,
+    help="Return once every job has been taken by a worker, running or not.",
+)
+def wait_command(timeout, retries, scheduled, queues, job_ids, until_started):
     """Wait until no job is waiting or running (scheduled ones may be due later)."""
     names = queues or QUEUE_NAMES
     what = "waiting, running or scheduled" if scheduled else "waiting or running"
     where = f" on {', '.join(queues)}" if queues else ""
     started = time.monotonic()
+    if job_ids:
+        wait_for_jobs(job_ids, timeout, started)
+        return
     quiet_polls = 0
     # Twice in a row: between leaving its queue and entering the started registry, a job
     # that a worker has just taken shows in neither.
     while True:
         waiting, running = busy_counts(names, retries, scheduled)
+        if until_started:
+            running = 0  # running is what we wait for: only the waiting ones count
         quiet_polls = quiet_polls + 1 if waiting == running == 0 else 0
         if quiet_polls == 2:
             break
@@ -491,7 +511,43 @@ def wait_command(timeout, retries, scheduled, queues):
                 f"Still {waiting} job(s) waiting and {running} running after {timeout:g} s."
             )
         time.sleep(POLL_SECONDS)
-    click.echo(f"No job {what}{where} (waited {time.monotonic() - started:.1f} s).")
+    waited = time.monotonic() - started
+    if until_started:
+        click.echo(f"No job waiting: the workers have taken them all (waited {waited:.1f} s).")
+    else:
+        click.echo(f"No job {what}{where} (waited {waited:.1f} s).")
+
+
+# What a job ends as. A job whose record is gone (its result kept no longer) ended too.
+ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None}
+
+
+def job_statuses(job_ids) -> dict[str, JobStatus | None]:
+    jobs = Job.fetch_many(list(job_ids), connection=redis_connection())
+    return {
+        job_id: job.get_status(refresh=False) if job else None
+        for job_id, job in zip(job_ids, jobs, strict=True)
+    }
+
+
+def wait_for_jobs(job_ids, timeout: float, started: float) -> None:
+    """Until every job of ``job_ids`` has ended; then say how each ended."""
+    while True:
+        statuses = job_statuses(job_ids)
+        if all(status in ENDED for status in statuses.values()):
+            break
+        if time.monotonic() - started > timeout:
+            left = ", ".join(
+                f"{job_id} ({status.value})"
+                for job_id, status in statuses.items()
+                if status not in ENDED
+            )
+            raise click.ClickException(f"Still waiting after {timeout:g} s for: {left}.")
+        time.sleep(POLL_SECONDS)
+    waited = time.monotonic() - started
+    for job_id, status in statuses.items():
+        outcome = status.value if status else "ended (its record is gone)"
+        click.echo(f"Job {job_id} {outcome} (waited {waited:.1f} s).")
 
 
 def init_app(app: Flask) -> None:

@@ -64,3 +64,30 @@ def test_scheduled_jobs_count_when_asked(runner, app):
     result = runner.invoke(args=["jobs", "wait", "--scheduled", "--timeout", "0"])
     assert result.exit_code == 1
     assert "Still 1 job(s) waiting" in result.output
+
+
+def test_started_returns_once_a_worker_has_taken_every_job(runner, app):
+    with app.app_context():
+        enqueue(demo, 0, "taken by a worker that is still at it")
+        queue = get_queue("default")
+        worker = Worker([queue], connection=queue.connection)
+        worker.register_birth()
+        result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
+        assert "Still 1 job(s) waiting and 0 running after 0 s." in result.output
+        take_next_job(worker)
+    result = runner.invoke(args=["jobs", "wait", "--started", "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No job waiting: the workers have taken them all (waited ")
+
+
+def test_job_waits_for_that_job_to_end_even_one_scheduled_for_later(runner, app, run_jobs):
+    with app.app_context():
+        later = enqueue(demo, 0, "due in an hour", delay=timedelta(hours=1))
+        now = enqueue(demo, 0, "due now")
+    result = runner.invoke(args=["jobs", "wait", "--job", later.id, "--timeout", "0"])
+    assert result.exit_code == 1
+    assert f"Still waiting after 0 s for: {later.id} (scheduled)." in result.output
+    run_jobs()
+    result = runner.invoke(args=["jobs", "wait", "--job", now.id, "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Job {now.id} finished (waited ")
