@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from blog import job_stats, queue_admin, redis_keys
+from blog import dead_jobs, job_stats, queue_admin, redis_keys
 from blog.auth.policy import PolicyError, check_password, checked_email
 from blog.extensions import db
 from blog.models import User
@@ -249,6 +249,9 @@ def stats_command():
     paused = queue_admin.paused_queues(redis_connection())
     if paused:
         click.echo(f"paused: {', '.join(name for name in QUEUE_NAMES if name in paused)}")
+    trimmed = dead_jobs.last_trim(redis_connection())
+    if trimmed:
+        click.echo(trimmed.describe())
     workers = queue_admin.worker_stats()
     click.echo(f"\nworkers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:

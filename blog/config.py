@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "30 per hour"
     LOGIN_RATE_LIMIT_PER_ACCOUNT: str = "10 per hour"
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
+    # The dead-job cap (Sidekiq's dead_max_jobs and dead_timeout_in_seconds): failed jobs
+    # kept at most, and for at most this many days (blog.dead_jobs).
+    DEAD_JOBS_MAX: int = Field(10_000, ge=1, le=10_000_000)
+    DEAD_JOBS_MAX_AGE: int = Field(180, ge=1, le=3650)
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
     # Unset: /metrics is for admins only; see ``metrics_token``.
@@ -173,8 +177,8 @@ def _describe(problem: dict) -> str:
     kind = problem["type"]
     if kind in ("greater_than_equal", "less_than_equal"):
         metadata = Settings.model_fields[name].metadata
-        low = next((f"{m.ge:g}" for m in metadata if isinstance(m, Ge)), None)
-        high = next((f"{m.le:g}" for m in metadata if isinstance(m, Le)), None)
+        low = next((_number(m.ge) for m in metadata if isinstance(m, Ge)), None)
+        high = next((_number(m.le) for m in metadata if isinstance(m, Le)), None)
         must = f"be between {low} and {high}" if high is not None else f"be at least {low}"
     elif kind == "int_parsing":
         must = "be an integer"
@@ -187,6 +191,11 @@ def _describe(problem: dict) -> str:
     else:
         must = f"be valid ({problem['msg']})"
     return f"{name} must {must}, not {shown}"
+
+
+def _number(limit: float) -> str:
+    """A limit as written in ``Settings``: 10000000, not 1e+07; 0.5 as 0.5."""
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"
 
 
 def without_password(url: str) -> str:
@@ -495,6 +504,9 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "LOG_LEVEL": settings.LOG_LEVEL,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
+        # Failed jobs kept at most, and for at most this many days (blog.dead_jobs).
+        "DEAD_JOBS_MAX": settings.DEAD_JOBS_MAX,
+        "DEAD_JOBS_MAX_AGE": settings.DEAD_JOBS_MAX_AGE,
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
         "RQ_DASHBOARD_DISABLE_DELETE": settings.RQ_DASHBOARD_DISABLE_DELETE,
         # A request body larger than this gets a 413 page before any form parsing.

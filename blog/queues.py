@@ -177,8 +177,19 @@ class JobRequest:
         return queue.enqueue(self.func, **self.rq_arguments())
 
     def rq_arguments(self) -> dict:
-        """The job's arguments and options, as RQ's ``enqueue`` takes them."""
-        return {"args": self.args, "kwargs": self.kwargs, **self.options}
+        """The job's arguments and options, as RQ's ``enqueue`` takes them; a job fails with
+        the dead-job cap's ``failure_ttl`` unless it names its own."""
+        options = {
+            "failure_ttl": dead_job_ttl(current_app.config["DEAD_JOBS_MAX_AGE"]),
+            **self.options,
+        }
+        return {"args": self.args, "kwargs": self.kwargs, **options}
+
+
+def dead_job_ttl(max_age_days: int) -> int:
+    """Seconds a failed job is kept: ``DEAD_JOBS_MAX_AGE`` days, not RQ's default of a year
+    (``blog.dead_jobs`` says why, and caps the count too)."""
+    return max_age_days * 24 * 3600
 
 
 def enqueue(

@@ -12,6 +12,8 @@ methods. What is here, and why each piece cannot use the public API:
 - **The scheduler's pieces:** RQ's lock script and key (so that a stock ``rq worker
   --with-scheduler`` takes turns with ours), and moving a due job onto its queue.
 - **Failing an abandoned job** the way RQ's own clean-up does.
+- **Failed jobs by the thousand** (the dead-job cap): their ``failure_ttl`` in one round trip,
+  and deleting them without fetching each.
 - **Two worker classes** that adapt RQ's workers to the app's runtime (``workers.worker``
   builds on them), and a queue class that keeps a scheduled job's exact due time. Each
   override says which RQ behaviour it changes. The app's policy (logging, stats, what to do
@@ -27,7 +29,8 @@ import time
 
 import rq
 from redis import Redis
-from rq.executions import Execution
+from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
@@ -122,6 +125,50 @@ def delete_job_records(connection: Redis) -> int:
         if batch:
             deleted += connection.delete(*batch)
     return deleted
+
+
+# --- Failed jobs -----------------------------------------------------------------------------
+
+
+def failure_ttls(connection: Redis, job_ids: list[str]) -> list[int | None]:
+    """Each job's ``failure_ttl`` in one round trip, RQ's default (a year) where the job was
+    enqueued without one; None where its hash is gone."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), ["created_at", "failure_ttl"])
+        replies = pipe.execute()
+    return [
+        None if not created else (int(ttl) if ttl else DEFAULT_FAILURE_TTL)
+        for created, ttl in replies
+    ]
+
+
+def delete_failed_jobs(connection: Redis, registry, job_ids: list[str]) -> list[str]:
+    """Take ``job_ids`` off the failed ``registry`` and delete their records, in two round
+    trips; the ids actually removed.
+
+    ``Job.delete`` takes a fetch and several round trips per job, too slow for the thousands
+    the dead-job cap may remove at once. A job requeued meanwhile is no longer in the
+    registry: its ``ZREM`` fails, and its records are left alone. (Its execution records went
+    when it failed; its results expire with it, and are deleted here too.)
+    """
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.zrem(registry.key, job_id)
+        removed = [job_id for job_id, done in zip(job_ids, pipe.execute(), strict=True) if done]
+    if removed:
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in removed:
+                job = Job(job_id, connection=connection)
+                pipe.delete(
+                    job.key,
+                    job.dependents_key,
+                    job.dependencies_key,
+                    Result.get_key(job_id),
+                    ExecutionRegistry(job_id, connection=connection).key,
+                )
+            pipe.execute()
+    return removed
 
 
 # --- What the recovery reads -----------------------------------------------------------------

@@ -270,3 +270,22 @@ def test_a_rate_limit_that_does_not_parse_stops_the_app_at_start(tmp_path, name)
     assert (
         from_environment(tmp_path, {name: "3/minute; 20 per day"})[name] == "3/minute; 20 per day"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("DEAD_JOBS_MAX", "0", "DEAD_JOBS_MAX must be between 1 and 10000000, not '0'"),
+        ("DEAD_JOBS_MAX", "lots", "DEAD_JOBS_MAX must be an integer, not 'lots'"),
+        ("DEAD_JOBS_MAX_AGE", "0", "DEAD_JOBS_MAX_AGE must be between 1 and 3650, not '0'"),
+    ],
+)
+def test_a_bad_dead_job_cap_is_refused_naming_it(name, value, error):
+    with pytest.raises(ConfigError) as raised:
+        read_settings({name: value})
+    assert str(raised.value) == error
+
+
+def test_the_dead_job_cap_defaults_to_sidekiqs(tmp_path):
+    config = from_environment(tmp_path, {"APP_ENV": "testing"})
+    assert (config["DEAD_JOBS_MAX"], config["DEAD_JOBS_MAX_AGE"]) == (10_000, 180)

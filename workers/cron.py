@@ -7,7 +7,19 @@ Interval jobs are also enqueued once each time the clock starts.
 
 from rq import cron
 
-from workers.maintenance import refresh_stats, requeue_stranded_work
+from blog.config import read_settings
+from blog.queues import dead_job_ttl
+from workers.maintenance import refresh_stats, requeue_stranded_work, trim_dead_jobs
 
-cron.register(requeue_stranded_work, queue_name="low", interval=60, job_timeout=120)
-cron.register(refresh_stats, queue_name="low", interval=60, job_timeout=120)
+# A recurring job that fails is kept no longer than any other (blog.dead_jobs).
+FAILURE_TTL = dead_job_ttl(read_settings().DEAD_JOBS_MAX_AGE)
+
+cron.register(
+    requeue_stranded_work, queue_name="low", interval=60, job_timeout=120, failure_ttl=FAILURE_TTL
+)
+cron.register(
+    refresh_stats, queue_name="low", interval=60, job_timeout=120, failure_ttl=FAILURE_TTL
+)
+cron.register(
+    trim_dead_jobs, queue_name="low", interval=60, job_timeout=120, failure_ttl=FAILURE_TTL
+)
