@@ -74,7 +74,7 @@ def test_quieting_a_process_asks_first_then_tells_it_through_redis(
     app, client, as_admin, worker_process
 ):
     row = html.row(client.get("/admin/workers").text, worker_process)
-    assert row == [worker_process, "2", "0", "idle", "Quiet…"]
+    assert row == [worker_process, "0 of 2", "idle", "Quiet…"]
     question = client.get(f"/admin/workers/quiet?process={worker_process}")
     assert f"Quiet {worker_process}?" in question.text
     with app.app_context():
@@ -84,7 +84,7 @@ def test_quieting_a_process_asks_first_then_tells_it_through_redis(
     assert f"{worker_process} is quiet within 2 s" in page.text
     with app.app_context():
         assert queue_admin.quiet_processes(app.extensions["redis"]) == {f"{worker_process}."}
-    assert html.row(page.text, worker_process) == [worker_process, "2", "0", "quieting", ""]
+    assert html.row(page.text, worker_process) == [worker_process, "0 of 2", "quieting", ""]
 
 
 def test_quieting_a_process_that_is_not_running_says_so(app, client, as_admin, worker_process):
