@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # kept at most, and for at most this many days (blog.dead_jobs).
     DEAD_JOBS_MAX: int = Field(10_000, ge=1, le=10_000_000)
     DEAD_JOBS_MAX_AGE: int = Field(180, ge=1, le=3650)
+    # Throttles (blog.throttle): the mailers queue's rate, and any queue's or job function's.
+    MAIL_RATE_LIMIT: str = ""
+    JOB_RATE_LIMITS: str = ""
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
     # Unset: /metrics is for admins only; see ``metrics_token``.
@@ -381,6 +384,27 @@ def rate_limit(name: str, value: str) -> str:
     return value
 
 
+def job_rate_limits(settings: Settings) -> dict:
+    """The throttles, by queue or job function: ``JOB_RATE_LIMITS``, and ``MAIL_RATE_LIMIT``
+    for the ``mailers`` queue (its jobs send one email each)."""
+    from blog.queues import QUEUE_NAMES  # here: blog.queues is heavier than this module
+    from blog.throttle import ThrottleError, parse_rate, parse_throttles
+
+    try:
+        throttles = parse_throttles(settings.JOB_RATE_LIMITS, QUEUE_NAMES)
+    except ThrottleError as error:
+        raise ConfigError(
+            f"JOB_RATE_LIMITS must be like 'mailers=10/second; "
+            f"workers.tagging.auto_tag_post=600/minute': {error}"
+        ) from None
+    if settings.MAIL_RATE_LIMIT:
+        try:
+            throttles["mailers"] = parse_rate("mailers", settings.MAIL_RATE_LIMIT)
+        except ThrottleError as error:
+            raise ConfigError(f"MAIL_RATE_LIMIT must be like 10/second: {error}") from None
+    return throttles
+
+
 def sentry_dsn(dsn: str) -> str:
     """``SENTRY_DSN``, checked now: Sentry would refuse a wrong one when the app starts."""
     if dsn:
@@ -499,6 +523,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
             if settings.TRUSTED_PROXIES is not None
             else (1 if production else 0)
         ),
+        # At most so many job starts a period, per queue or job function (blog.throttle).
+        "JOB_RATE_LIMITS": job_rate_limits(settings),
         # Errors of the web process and of jobs go to Sentry when this is set.
         "SENTRY_DSN": sentry_dsn(settings.SENTRY_DSN),
         "LOG_LEVEL": settings.LOG_LEVEL,

@@ -14,6 +14,9 @@ from datetime import datetime
 from rq.cron import CronJob, CronScheduler
 from rq.job import Job
 
+from blog import rq_internals
+from blog.queues import RQ_OPTIONS, enqueue
+
 CONFIG = "workers/cron.py"
 # Runs shown per recurring job: the last, and the outcomes of a few before it.
 HISTORY = 10
@@ -102,8 +105,20 @@ def states(connection) -> list[RecurringState]:
 
 
 def run_now(connection, name: str) -> Job | None:
-    """Enqueue the recurring job ``name`` now, as the clock does (``CronJob.enqueue``: same
-    function, arguments, queue and options, and recorded in its history); None if there is
-    none of that name. The clock's own schedule is unchanged."""
-    job = next((job for job in cron_jobs(connection) if job.name == name), None)
-    return job.enqueue(connection) if job is not None else None
+    """Enqueue the recurring job ``name`` now, as the clock would (same function, arguments,
+    queue and options), through the app's checked enqueue, and add it to the job's history;
+    None if there is none of that name. The clock's own schedule is unchanged."""
+    cron_job = next((job for job in cron_jobs(connection) if job.name == name), None)
+    if cron_job is None:
+        return None
+    options = {key: value for key, value in cron_job.job_options.items() if key in RQ_OPTIONS}
+    job = enqueue(
+        cron_job.func,
+        *cron_job.args,
+        queue=cron_job.queue_name,
+        kwargs=cron_job.kwargs,
+        **options,
+    )
+    if isinstance(job, Job):  # not a test's fake or inline job
+        rq_internals.record_cron_run(connection, cron_job, job)
+    return job

@@ -258,7 +258,7 @@ def format_time(moment) -> str:
 
 def test_run_now_enqueues_the_recurring_job_as_the_clock_would(app, client, as_admin):
     page = post(client, "/admin/recurring/run", name="workers.maintenance.trim_dead_jobs")
-    assert "Enqueued workers.maintenance.trim_dead_jobs on low (job " in page.text
+    assert "Enqueued workers.maintenance.trim_dead_jobs (job " in page.text
     with app.app_context():
         (job,) = get_queue("low").jobs
     assert (job.func_name, job.args, job.timeout) == ("workers.maintenance.trim_dead_jobs", (), 120)

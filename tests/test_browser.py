@@ -440,5 +440,5 @@ def test_admin_operations(walk):
     walk.go("/admin/recurring")
     walk.check("recurring")
     page.click("section[data-name='workers.maintenance.refresh_stats'] >> text=Run now")
-    assert walk.flash().startswith("Enqueued workers.maintenance.refresh_stats on low")
+    assert walk.flash().startswith("Enqueued workers.maintenance.refresh_stats (job ")
     walk.check("recurring-run")

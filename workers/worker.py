@@ -11,7 +11,8 @@ Both log one line when a job starts and one when it ends, with its duration and 
 and count it for the admin stats page (``blog.job_stats``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
-(``flask jobs pause``), and none at all once quiet (SIGTSTP, or the admin page's Quiet
+(``flask jobs pause``), start a throttled job no sooner than its throttle allows
+(``blog.throttle``), and take none at all once quiet (SIGTSTP, or the admin page's Quiet
 button, as Sidekiq's quiet: the running jobs finish, and the worker waits for its SIGTERM).
 
 Everything here uses RQ's public API and the hooks of ``blog.rq_internals``.
@@ -22,14 +23,15 @@ import secrets
 import threading
 import time
 
+from flask import current_app, has_app_context
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_metrics, job_stats
+from blog import job_metrics, job_stats, throttle
 from blog.queue_admin import PAUSED_KEY, QUIET_KEY, process_of
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
-from workers import interrupts
+from workers import interrupts, process_app
 from workers.recovery import DEAD_AFTER_HEARTBEATS
 
 log = logging.getLogger("workers.jobs")
@@ -78,6 +80,14 @@ class JobLog:
                 self.set_state("quiet")
             return []
         return [queue for queue in queues if queue.name not in paused]
+
+    def run_at(self, job, queue):
+        """A throttled job (``blog.throttle``) waits for its moment."""
+        app = current_app if has_app_context() else process_app()  # a test's app, or ours
+        throttles = app.config["JOB_RATE_LIMITS"]
+        if not throttles:
+            return None
+        return throttle.run_at(self.connection, throttles, job)
 
     def _note_interruption(self, job, exc_type, exc_value, traceback) -> bool:
         """An exception handler (RQ calls it with what the job raised, before it handles the

@@ -190,5 +190,5 @@ def run_recurring():
     if job is None:
         flash(f"There is no recurring job {name!r}.", "error")
     else:
-        flash(f"Enqueued {name} on {job.origin} (job {job.id}).", "info")
+        flash(f"Enqueued {name} (job {job.id}).", "info")
     return redirect(url_for(".recurring_jobs"))
