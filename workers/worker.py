@@ -18,6 +18,7 @@ button, as Sidekiq's quiet: the running jobs finish, and the worker waits for it
 Everything here uses RQ's public API and the hooks of ``blog.rq_internals``.
 """
 
+import functools
 import logging
 import secrets
 import threading
@@ -28,10 +29,11 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentE
 from rq.job import Job, JobStatus
 
 from blog import job_metrics, job_stats, throttle
+from blog.config import job_rate_limits, read_settings
 from blog.queue_admin import PAUSED_KEY, QUIET_KEY, process_of
 from blog.queues import Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
-from workers import interrupts, process_app
+from workers import interrupts
 from workers.recovery import DEAD_AFTER_HEARTBEATS
 
 log = logging.getLogger("workers.jobs")
@@ -83,8 +85,10 @@ class JobLog:
 
     def run_at(self, job, queue):
         """A throttled job (``blog.throttle``) waits for its moment."""
-        app = current_app if has_app_context() else process_app()  # a test's app, or ours
-        throttles = app.config["JOB_RATE_LIMITS"]
+        # A worker thread has no app context; a test's in-process worker runs in its app's.
+        throttles = (
+            current_app.config["JOB_RATE_LIMITS"] if has_app_context() else configured_throttles()
+        )
         if not throttles:
             return None
         return throttle.run_at(self.connection, throttles, job)
@@ -181,6 +185,13 @@ class Controls:
 
 
 CONTROLS = Controls()
+
+
+@functools.cache
+def configured_throttles() -> dict:
+    """The throttles the environment sets (``JOB_RATE_LIMITS``, ``MAIL_RATE_LIMIT``), read
+    once per process, as the app's config has them."""
+    return job_rate_limits(read_settings())
 
 
 def final_status(job: Job, refresh: bool) -> JobStatus:
