@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.job import Job, JobStatus
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from blog import job_search, job_stats, pending_jobs, queue_admin, redis_keys
+from blog import dead_jobs, job_search, job_stats, pending_jobs, queue_admin, redis_keys
 from blog.auth.policy import PolicyError, check_password, checked_email
 from blog.extensions import db
 from blog.models import User
@@ -357,6 +357,9 @@ def stats_command():
         f"\nruns: {totals[job_stats.PROCESSED]:,} processed, {totals[job_stats.FAILED]:,} failed "
         "(since `flask jobs reset-stats`)"
     )
+    trimmed = dead_jobs.last_trim(redis_connection())
+    if trimmed:
+        click.echo(trimmed.describe())
     workers = queue_admin.worker_stats()
     click.echo(f"workers: {len(workers)} ({queue_admin.busy(workers)} busy)")
     for w in workers:

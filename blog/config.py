@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "30 per hour"
     LOGIN_RATE_LIMIT_PER_ACCOUNT: str = "10 per hour"
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
+    # The dead-job cap (Sidekiq's dead_max_jobs and dead_timeout_in_seconds): failed jobs
+    # kept at most, and for at most this many days (blog.dead_jobs).
+    DEAD_JOBS_MAX: int = Field(10_000, ge=1, le=10_000_000)
+    DEAD_JOBS_MAX_AGE: int = Field(180, ge=1, le=3650)
+    # Throttles (blog.throttle): the mailers queue's rate, and any queue's or job function's.
+    MAIL_RATE_LIMIT: str = ""
+    JOB_RATE_LIMITS: str = ""
     RQ_DASHBOARD_DISABLE_DELETE: bool = False
     SENTRY_DSN: str = ""
     # Unset: /metrics is for admins only; see ``metrics_token``.
@@ -196,8 +203,8 @@ def _describe(problem: dict) -> str:
     kind = problem["type"]
     if kind in ("greater_than_equal", "less_than_equal"):
         metadata = Settings.model_fields[name].metadata
-        low = next((f"{m.ge:g}" for m in metadata if isinstance(m, Ge)), None)
-        high = next((f"{m.le:g}" for m in metadata if isinstance(m, Le)), None)
+        low = next((_number(m.ge) for m in metadata if isinstance(m, Ge)), None)
+        high = next((_number(m.le) for m in metadata if isinstance(m, Le)), None)
         must = f"be between {low} and {high}" if high is not None else f"be at least {low}"
     elif kind == "int_parsing":
         must = "be an integer"
@@ -210,6 +217,11 @@ def _describe(problem: dict) -> str:
     else:
         must = f"be valid ({problem['msg']})"
     return f"{name} must {must}, not {shown}"
+
+
+def _number(limit: float) -> str:
+    """A limit as written in ``Settings``: 10000000, not 1e+07; 0.5 as 0.5."""
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"
 
 
 def without_password(url: str) -> str:
@@ -395,6 +407,27 @@ def rate_limit(name: str, value: str) -> str:
     return value
 
 
+def job_rate_limits(settings: Settings) -> dict:
+    """The throttles, by queue or job function: ``JOB_RATE_LIMITS``, and ``MAIL_RATE_LIMIT``
+    for the ``mailers`` queue (its jobs send one email each)."""
+    from blog.queues import QUEUE_NAMES  # here: blog.queues is heavier than this module
+    from blog.throttle import ThrottleError, parse_rate, parse_throttles
+
+    try:
+        throttles = parse_throttles(settings.JOB_RATE_LIMITS, QUEUE_NAMES)
+    except ThrottleError as error:
+        raise ConfigError(
+            f"JOB_RATE_LIMITS must be like 'mailers=10/second; "
+            f"workers.tagging.auto_tag_post=600/minute': {error}"
+        ) from None
+    if settings.MAIL_RATE_LIMIT:
+        try:
+            throttles["mailers"] = parse_rate("mailers", settings.MAIL_RATE_LIMIT)
+        except ThrottleError as error:
+            raise ConfigError(f"MAIL_RATE_LIMIT must be like 10/second: {error}") from None
+    return throttles
+
+
 def sentry_dsn(dsn: str) -> str:
     """``SENTRY_DSN``, checked now: Sentry would refuse a wrong one when the app starts."""
     if dsn:
@@ -515,6 +548,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
             if settings.TRUSTED_PROXIES is not None
             else (1 if production else 0)
         ),
+        # At most so many job starts a period, per queue or job function (blog.throttle).
+        "JOB_RATE_LIMITS": job_rate_limits(settings),
         # Errors of the web process and of jobs go to Sentry when this is set.
         "SENTRY_DSN": sentry_dsn(settings.SENTRY_DSN),
         "LOG_LEVEL": settings.LOG_LEVEL,
@@ -524,6 +559,9 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "OTEL_SERVICE_NAME": settings.OTEL_SERVICE_NAME,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
+        # Failed jobs kept at most, and for at most this many days (blog.dead_jobs).
+        "DEAD_JOBS_MAX": settings.DEAD_JOBS_MAX,
+        "DEAD_JOBS_MAX_AGE": settings.DEAD_JOBS_MAX_AGE,
         # "1" turns off the RQ dashboard's Delete and Empty buttons (requeueing still works).
         "RQ_DASHBOARD_DISABLE_DELETE": settings.RQ_DASHBOARD_DISABLE_DELETE,
         # A request body larger than this gets a 413 page before any form parsing.

@@ -35,6 +35,38 @@ def paused_queues(connection) -> set[str]:
     return {name.decode() for name in connection.smembers(PAUSED_KEY)}
 
 
+# The worker processes told to be quiet from the admin page (a Redis set of the prefix their
+# workers' names start with, ``workers.worker.process_prefix``): each takes no more jobs
+# within two seconds, finishes those it runs, and waits for its SIGTERM, as after a SIGTSTP.
+# Through Redis, since the page and the process are seldom on one machine.
+QUIET_KEY = "blog:quiet-processes"
+
+
+def process_of(worker_name: str) -> str:
+    """The worker process a worker belongs to: its name up to and with its last dot ("" for
+    a worker not started by ``python -m workers``, whose names have none)."""
+    return worker_name[: worker_name.rfind(".") + 1]
+
+
+def quiet(process: str) -> bool:
+    """Tell worker process ``process`` (a prefix of its workers' names) to take no more jobs.
+    False if it was quiet already; ValueError if no worker of it is running."""
+    connection = redis_connection()
+    live = {process_of(worker.name) for worker in Worker.all(connection=connection)}
+    if not process or process not in live:
+        raise ValueError(f"no worker process {process.rstrip('.')!r} is running")
+    with connection.pipeline() as pipe:
+        # The marks of processes gone meanwhile go too (the supervisor forgets its own).
+        for gone in {name.decode() for name in connection.smembers(QUIET_KEY)} - live:
+            pipe.srem(QUIET_KEY, gone)
+        pipe.sadd(QUIET_KEY, process)
+        return bool(pipe.execute()[-1])
+
+
+def quiet_processes(connection) -> set[str]:
+    return {name.decode() for name in connection.smembers(QUIET_KEY)}
+
+
 def registries(queue: Queue) -> dict[str, BaseRegistry]:
     """RQ's registries of a queue's jobs, by the name ``flask jobs clear`` reports them under."""
     return {
@@ -205,3 +237,44 @@ def requeue_failed() -> int:
                 continue  # expired, or requeued by someone else meanwhile
             count += 1
     return count
+
+
+@dataclass
+class ProcessStats:
+    """A worker process of ``python -m workers`` and its workers (threads, or one forking
+    worker), as the workers page lists them."""
+
+    prefix: str  # what its workers' names start with: host.pid.token.
+    workers: list[WorkerStats]
+    quiet_asked: bool  # told to be quiet from the admin page
+
+    @property
+    def name(self) -> str:
+        return self.prefix.rstrip(".")
+
+    @property
+    def busy(self) -> int:
+        return busy(self.workers)
+
+    @property
+    def state(self) -> str:
+        """busy, idle, quiet (takes no jobs), or quieting (told to, not all its workers yet)."""
+        if all(worker.state == "quiet" for worker in self.workers):
+            return "quiet"
+        if self.quiet_asked:
+            return "quieting"
+        return "busy" if self.busy else "idle"
+
+
+def worker_processes() -> list[ProcessStats]:
+    """The worker processes of ``python -m workers``, by name; workers started otherwise (a
+    plain ``rq worker``) are left out, as they cannot be quieted from here."""
+    by_process: dict[str, list[WorkerStats]] = {}
+    for worker in worker_stats():
+        if prefix := process_of(worker.name):
+            by_process.setdefault(prefix, []).append(worker)
+    asked = quiet_processes(redis_connection())
+    return [
+        ProcessStats(prefix, workers, prefix in asked)
+        for prefix, workers in sorted(by_process.items())
+    ]

@@ -224,11 +224,22 @@ class JobRequest:
             return queue.enqueue(self.func, **self.rq_arguments())
 
     def rq_arguments(self) -> dict:
-        """The job's arguments, options and meta, as RQ's ``enqueue`` takes them; the meta
+        """The job's arguments, options and meta, as RQ's ``enqueue`` takes them. The meta
         carries the job's tags, and the trace it was enqueued in when tracing is on
-        (``blog.tracing``)."""
+        (``blog.tracing``); a job fails with the dead-job cap's ``failure_ttl`` unless it
+        names its own."""
+        options = {
+            "failure_ttl": dead_job_ttl(current_app.config["DEAD_JOBS_MAX_AGE"]),
+            **self.options,
+        }
         meta = {**job_meta(self.tags, self.options.get("retry")), **tracing.job_meta()}
-        return {"args": self.args, "kwargs": self.kwargs, **self.options, "meta": meta}
+        return {"args": self.args, "kwargs": self.kwargs, **options, "meta": meta}
+
+
+def dead_job_ttl(max_age_days: int) -> int:
+    """Seconds a failed job is kept: ``DEAD_JOBS_MAX_AGE`` days, not RQ's default of a year
+    (``blog.dead_jobs`` says why, and caps the count too)."""
+    return max_age_days * 24 * 3600
 
 
 def enqueue(

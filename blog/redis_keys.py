@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from blog import job_metrics, job_stats, rq_internals
+from blog import dead_jobs, job_metrics, job_stats, rq_internals, throttle
 from blog.queue_admin import PAUSED_KEY
 
 # First match wins, so a longer prefix comes before a shorter one it starts with.
@@ -19,6 +19,8 @@ KINDS = (
     (f"{job_stats.KEY_PREFIX}:", "job counters"),  # this app's processed and failed totals
     (f"{job_metrics.KEY_PREFIX}:", "metrics"),  # per job function and web endpoint
     (PAUSED_KEY, "paused queues"),  # flask jobs pause
+    (dead_jobs.TRIMMED_KEY, "dead-job cap"),  # what trim_dead_jobs removed
+    (f"{throttle.KEY_PREFIX}:", "throttles"),  # when each throttle last let a job start
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     (job_stats.REMINDERS_CHECKED_KEY, "reminders checked"),  # requeue_stranded_work's mark
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts

@@ -13,10 +13,14 @@ methods. What is here, and why each piece cannot use the public API:
 - **The scheduler's pieces:** RQ's lock script and key (so that a stock ``rq worker
   --with-scheduler`` takes turns with ours), and moving a due job onto its queue.
 - **Failing an abandoned job** the way RQ's own clean-up does.
+- **Failed jobs by the thousand** (the dead-job cap): their ``failure_ttl`` in one round trip,
+  and deleting them without fetching each.
+- **A recurring job run by hand**, added to the history ``rq cron`` keeps of its runs.
 - **Two worker classes** that adapt RQ's workers to the app's runtime (``workers.worker``
   builds on them), and a queue class that keeps a scheduled job's exact due time. Each
   override says which RQ behaviour it changes. The app's policy (logging, stats, what to do
-  with an interrupted job) lives in the subclasses, in the hooks these call.
+  with an interrupted job, when a throttled job may start) lives in the subclasses, in the
+  hooks these call.
 
 To upgrade RQ: change the pin in ``requirements.in`` (``make lock``), run
 ``pytest tests/test_rq_internals.py`` (it starts by saying which RQ this module was written
@@ -26,10 +30,16 @@ against), read RQ's changes to the modules named below, then run the whole suite
 
 import contextlib
 import time
+from datetime import datetime
 
 import rq
 from redis import Redis
-from rq.executions import Execution
+from rq.defaults import (
+    DEFAULT_CRON_JOB_HISTORY_LIMIT,
+    DEFAULT_CRON_JOB_HISTORY_TTL,
+    DEFAULT_FAILURE_TTL,
+)
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
@@ -131,6 +141,65 @@ def delete_job_records(connection: Redis) -> int:
         if batch:
             deleted += connection.delete(*batch)
     return deleted
+
+
+# --- Failed jobs -----------------------------------------------------------------------------
+
+
+def failure_ttls(connection: Redis, job_ids: list[str]) -> list[int | None]:
+    """Each job's ``failure_ttl`` in one round trip, RQ's default (a year) where the job was
+    enqueued without one; None where its hash is gone."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), ["created_at", "failure_ttl"])
+        replies = pipe.execute()
+    return [
+        None if not created else (int(ttl) if ttl else DEFAULT_FAILURE_TTL)
+        for created, ttl in replies
+    ]
+
+
+def delete_failed_jobs(connection: Redis, registry, job_ids: list[str]) -> list[str]:
+    """Take ``job_ids`` off the failed ``registry`` and delete their records, in two round
+    trips; the ids actually removed.
+
+    ``Job.delete`` takes a fetch and several round trips per job, too slow for the thousands
+    the dead-job cap may remove at once. A job requeued meanwhile is no longer in the
+    registry: its ``ZREM`` fails, and its records are left alone. (Its execution records went
+    when it failed; its results expire with it, and are deleted here too.)
+    """
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.zrem(registry.key, job_id)
+        removed = [job_id for job_id, done in zip(job_ids, pipe.execute(), strict=True) if done]
+    if removed:
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in removed:
+                job = Job(job_id, connection=connection)
+                pipe.delete(
+                    job.key,
+                    job.dependents_key,
+                    job.dependencies_key,
+                    Result.get_key(job_id),
+                    ExecutionRegistry(job_id, connection=connection).key,
+                )
+            pipe.execute()
+    return removed
+
+
+# --- Recurring jobs ------------------------------------------------------------------------
+
+
+def record_cron_run(connection: Redis, cron_job, job: Job) -> None:
+    """Add ``job`` to the history ``rq cron`` keeps of ``cron_job``'s runs, as
+    ``CronJob.enqueue`` does (rq/cron.py), so that a run enqueued from the admin page shows
+    among the clock's."""
+    key = cron_job.job_history_key
+    with connection.pipeline() as pipe:
+        pipe.zadd(key, {job.id: job.enqueued_at.timestamp()})
+        pipe.zremrangebyrank(key, 0, -(DEFAULT_CRON_JOB_HISTORY_LIMIT + 1))
+        pipe.expire(key, DEFAULT_CRON_JOB_HISTORY_TTL)
+        pipe.execute()
 
 
 # --- What the recovery reads -----------------------------------------------------------------
@@ -298,8 +367,8 @@ def stop_taking_jobs(worker) -> None:
 
 class HookedWorker:
     """What both worker classes add to RQ's: hooks around each job, a say in which queues it
-    takes jobs from and in what becomes of a job stopped by an interruption, and a stop that
-    needs no signal. ``workers.worker`` fills the hooks in."""
+    takes jobs from, in when a job it took may start, and in what becomes of a job stopped by
+    an interruption, and a stop that needs no signal. ``workers.worker`` fills the hooks in."""
 
     # Seconds an idle worker waits for a job before it looks again at whether it should stop
     # and which queues it serves.
@@ -326,6 +395,20 @@ class HookedWorker:
         or the work-horse a forking worker made for it (``forks`` is then true)."""
         return contextlib.nullcontext()
 
+    def run_at(self, job: Job, queue) -> datetime | None:
+        """When a job just taken off ``queue`` may start: None for now; else it is set aside
+        in the scheduled registry until then, and the worker takes another."""
+        return None
+
+    def set_aside(self, job: Job, queue, moment: datetime) -> None:
+        # Scheduled (its meta saved with it), and off the intermediate list a worker serving
+        # one queue moves each job onto as it takes it, in one transaction: a worker killed
+        # in between leaves the job in one place, never in both.
+        with self.connection.pipeline() as pipeline:
+            queue.schedule_job(job, moment, pipeline=pipeline)
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+
     def execute_job(self, job, queue):
         # RQ's extension point for running a job; the hooks run in the worker itself (never
         # in a forked work-horse), so they run even when a work-horse is killed.
@@ -345,23 +428,32 @@ class HookedWorker:
         # RQ blocks on all its queues for the whole dequeue timeout and notices a stop only
         # from a signal (which a thread never gets); this waits in short steps, and looks
         # between them for a stop, `rq suspend`, and which queues to serve (paused, quiet).
+        # A job taken that may not start yet (run_at) is set aside, and it looks again.
         while True:
             self._ordered_queues = self.queues_to_serve(self.queues)
             if timeout is None:  # burst: do not wait
                 if not self._ordered_queues:
                     return None
-                return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
-            self.check_for_suspension(burst=False)  # returns once resumed, or stopping
-            if self._stop_requested:
-                return None
-            if not self._ordered_queues:
-                time.sleep(self.stop_check)
-                continue
-            result = super().dequeue_job_and_maintain_ttl(
-                self.stop_check, max_idle_time=self.stop_check
-            )
-            if result is not None:
+                result = super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+                if result is None:
+                    return None
+            else:
+                self.check_for_suspension(burst=False)  # returns once resumed, or stopping
+                if self._stop_requested:
+                    return None
+                if not self._ordered_queues:
+                    time.sleep(self.stop_check)
+                    continue
+                result = super().dequeue_job_and_maintain_ttl(
+                    self.stop_check, max_idle_time=self.stop_check
+                )
+                if result is None:
+                    continue
+            job, queue = result
+            moment = self.run_at(job, queue)
+            if moment is None:
                 return result
+            self.set_aside(job, queue, moment)
 
     def handle_job_failure(
         self, job, queue, started_job_registry=None, exc_string="", execution=None

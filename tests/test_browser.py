@@ -448,3 +448,53 @@ def test_jobs_admin(walk):
     assert walk.flash() == f"1 job deleted ({scheduled})."
     assert "No job is scheduled." in page.inner_text("main")
     walk.check("jobs-deleted")
+
+
+def test_admin_operations(walk):
+    page, site = walk.page, walk.site
+    with site.app.app_context():
+        failing = enqueue(demo, 0, "broken", 1.0).id
+    log_in(walk, ADMIN, factories.PASSWORD)
+
+    walk.go("/admin/stats")
+    page.click("main >> text=workers and queues")
+    page.wait_for_url(f"{site.url}/admin/workers")
+    walk.check("workers-and-queues")
+    page.click("tr[data-queue=low] >> text=Pause")
+    assert walk.flash().startswith("low is paused")
+    walk.check("queue-paused")
+    page.click("tr[data-queue=low] >> text=Resume")
+    assert walk.flash() == "low is resumed: the workers take its jobs again."
+    # Quiet asks first; the site's one worker must keep working for the other walks.
+    page.click("tr[data-process] >> text=Quiet…")
+    page.wait_for_url(re.compile(r".*/admin/workers/quiet\?process=.+"))
+    assert page.inner_text("main h1").startswith("Quiet ")
+    walk.check("quiet-question")
+    page.click("text=Keep it working")
+    page.wait_for_url(f"{site.url}/admin/workers")
+
+    def listed() -> bool:
+        walk.go("/admin/dead")
+        return page.locator(f"tr[data-job-id='{failing}']").count() > 0
+
+    wait_for(listed, 30, "the worker to fail the demo job")
+    walk.check("failed-jobs")
+    page.check(f"tr[data-job-id='{failing}'] input[type=checkbox]")
+    page.click("text=Requeue the ticked jobs…")
+    assert page.inner_text("main h1") == "Requeue 1 failed job(s)?"
+    walk.check("requeue-question")
+    page.click("text=Requeue them")
+    assert walk.flash() == "Requeued 1 failed job(s) on their queues."
+    wait_for(listed, 30, "the worker to fail it again")
+    page.click("text=Delete all")
+    assert re.fullmatch(r"Delete all \d+ failed job\(s\)\?", page.inner_text("main h1"))
+    walk.check("delete-all-question")
+    page.click("text=Delete them all")
+    assert walk.flash().startswith("Deleted ")
+    assert "No job has failed for good." in page.inner_text("main")
+
+    walk.go("/admin/recurring")
+    walk.check("recurring")
+    page.click("section[data-name='workers.maintenance.refresh_stats'] >> text=Run now")
+    assert walk.flash().startswith("Enqueued workers.maintenance.refresh_stats (job ")
+    walk.check("recurring-run")

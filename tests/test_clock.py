@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 RECURRING = {
     ("workers.maintenance.requeue_stranded_work", "low", 60),
     ("workers.maintenance.refresh_stats", "low", 60),
+    ("workers.maintenance.trim_dead_jobs", "low", 60),
 }
 
 
@@ -32,7 +33,7 @@ def test_the_clock_enqueues_each_recurring_job_as_it_starts_and_stops_on_sigterm
         (scheduler,) = wait_for(lambda: CronScheduler.all(live_redis), 30, "the clock")
         with app.app_context():
             queue = get_queue("low")
-            jobs = wait_for(lambda: len(queue.jobs) == 2 and queue.jobs, 30, "its jobs")
+            jobs = wait_for(lambda: len(queue.jobs) == 3 and queue.jobs, 30, "its jobs")
     finally:
         clock.stop()
     assert clock.wait(timeout=30) == 0, clock.output()

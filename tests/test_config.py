@@ -313,3 +313,22 @@ def test_tracing_is_off_unless_an_otlp_endpoint_is_set(tmp_path):
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
     environ = {"APP_ENV": "testing", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otlp.example.com"}
     assert from_environment(tmp_path, environ)["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("https")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("DEAD_JOBS_MAX", "0", "DEAD_JOBS_MAX must be between 1 and 10000000, not '0'"),
+        ("DEAD_JOBS_MAX", "lots", "DEAD_JOBS_MAX must be an integer, not 'lots'"),
+        ("DEAD_JOBS_MAX_AGE", "0", "DEAD_JOBS_MAX_AGE must be between 1 and 3650, not '0'"),
+    ],
+)
+def test_a_bad_dead_job_cap_is_refused_naming_it(name, value, error):
+    with pytest.raises(ConfigError) as raised:
+        read_settings({name: value})
+    assert str(raised.value) == error
+
+
+def test_the_dead_job_cap_defaults_to_sidekiqs(tmp_path):
+    config = from_environment(tmp_path, {"APP_ENV": "testing"})
+    assert (config["DEAD_JOBS_MAX"], config["DEAD_JOBS_MAX_AGE"]) == (10_000, 180)

@@ -68,6 +68,10 @@ FORMS = {
     "auth.login": {"email": "ada@example.com", "password": "not it", "remember": "y", "next": "/"},
     "posts.new": POST_DATA,
     "posts.edit": POST_DATA,
+    "operations.quiet": {"process": "web-1.4242.a1b2c3"},
+    "operations.requeue_dead": {"job": "default:sample-job", "all": "0"},
+    "operations.delete_dead": {"job": "default:sample-job", "all": "0"},
+    "operations.run_recurring": {"name": "workers.maintenance.refresh_stats"},
 }
 TOO_LARGE = b"x=" + b"y" * (2 * 1024 * 1024)
 
@@ -225,6 +229,7 @@ def test_the_walk_reaches_the_pages_themselves(app, site):
             "admin.index",
             "auth.login",
             "auth.signup",
+            "operations.confirm_dead",  # with no job chosen, back to the list
         ):
             with client.get(fill(rule, site)) as response:
                 assert response.status_code in (200, 308), quote(rule.rule)

@@ -1,6 +1,6 @@
 """Recurring jobs that keep the app healthy; ``workers/cron.py`` schedules them.
 
-Both run every minute, so each must cost what its work costs, not what the tables hold: on a
+All run every minute, so each must cost what its work costs, not what the tables hold: on a
 large blog with nothing stranded (docs/performance.md measures a million posts and a
 hundred thousand signups a day) they take milliseconds and a few round trips to Redis.
 """
@@ -16,7 +16,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import and_, bindparam, delete, inspect, or_, select, update
 from sqlalchemy.orm import load_only
 
-from blog import job_stats
+from blog import dead_jobs, job_stats
 from blog.extensions import db
 from blog.models import (
     CountChange,
@@ -288,3 +288,26 @@ def add_up_count_changes() -> None:
             .values(post_count=table.c.post_count + bindparam("delta")),
             changed,
         )
+
+
+@in_app_context
+def trim_dead_jobs() -> dict:
+    """The dead-job cap (``blog.dead_jobs``): remove the failed jobs older than
+    ``DEAD_JOBS_MAX_AGE`` days, then the oldest beyond ``DEAD_JOBS_MAX``; return how many.
+
+    It needs no database, so it runs before the migrations too. With the failed jobs within
+    the cap it reads the failed registries and one field of each of their jobs, a thousand
+    per round trip.
+    """
+    config = current_app.config
+    trimmed = dead_jobs.trim(redis_connection(), config["DEAD_JOBS_MAX"], dead_jobs.max_age(config))
+    if trimmed.total:
+        log.info(
+            "dead-job cap: removed %s failed job(s), %s beyond %s and %s older than %s days",
+            trimmed.total,
+            trimmed.by_count,
+            config["DEAD_JOBS_MAX"],
+            trimmed.by_age,
+            config["DEAD_JOBS_MAX_AGE"],
+        )
+    return {"by_age": trimmed.by_age, "by_count": trimmed.by_count}

@@ -149,6 +149,10 @@ class WorkerProcess:
 
     def _quiet(self, signum=None, frame=None) -> None:
         log.info("worker process %s quiet: no more jobs; waiting for SIGTERM", os.getpid())
+        self.quiet()
+
+    def quiet(self) -> None:
+        """Take no more jobs; the running ones finish."""
         for worker in self.workers:
             worker.quiet = True
 

@@ -17,7 +17,8 @@ and, in its own single thread, the work that must go on whatever the jobs do:
   process fails on the configuration: then everything stops, with the error on one line.
 
 SIGTSTP quiets every process (no more jobs; the running ones finish), a fresh one included,
-before a deploy's SIGTERM. SIGTERM (or Ctrl+C) stops the processes, which finish or requeue
+before a deploy's SIGTERM; the admin page quiets one process, through Redis, and its
+replacement if it is replaced. SIGTERM (or Ctrl+C) stops the processes, which finish or requeue
 their jobs, then this one.
 A process still running ``WORKER_SHUTDOWN_GRACE + STOP_PATIENCE + 1`` seconds after the stop
 (a work-horse or a thread that would not stop) is killed, with its work-horse, and from then
@@ -49,6 +50,7 @@ from blog.config import (
     read_settings,
     worker_settings,
 )
+from blog.queue_admin import QUIET_KEY
 from blog.queues import QUEUE_NAMES, Queue
 from workers import process_app
 from workers.process import (
@@ -99,6 +101,9 @@ class Supervisor:
         self.stopped_at: float | None = None
         self.killed: set[int] = set()
         self.quiet = False
+        # The slots whose process was quieted from the admin page: its replacement (after a
+        # crash or a memory recycle) starts quiet too.
+        self.quiet_slots: set[int] = set()
         self.exit_code = 0
 
     @property
@@ -170,21 +175,24 @@ class Supervisor:
         boot = new_boot_token()
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
+            quiet = slot in self.quiet_slots
+            self.quiet_slots.discard(slot)
             pid = os.fork()
             if pid == 0:
-                os._exit(self._child(slot, process_prefix(self.hostname, os.getpid(), boot)))
+                prefix = process_prefix(self.hostname, os.getpid(), boot)
+                os._exit(self._child(slot, prefix, quiet))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         self.children[pid] = Child(slot, time.monotonic(), process_prefix(self.hostname, pid, boot))
         if self.quiet:
             os.kill(pid, signal.SIGTSTP)
 
-    def _child(self, slot: int, prefix: str) -> int:
-        """The body of a forked process; its exit code."""
+    def _child(self, slot: int, prefix: str, quiet: bool = False) -> int:
+        """The body of a forked process; its exit code. A ``quiet`` one takes no jobs."""
         code = 1
         try:
             if self.mode == "fork":
-                code = self._fork_worker(prefix)
+                code = self._fork_worker(prefix, quiet)
             else:
                 settings = ProcessSettings(
                     threads=self.threads(slot),
@@ -193,6 +201,8 @@ class Supervisor:
                     memory_limit_mb=self.config["WORKER_MEMORY_LIMIT"],
                 )
                 process = WorkerProcess(self.connection, self.queues, settings, prefix)
+                if quiet:
+                    process.quiet()
                 code = process.run(burst=self.burst)
         except ConfigError as error:
             print(f"worker: {error}", file=sys.stderr, flush=True)
@@ -204,7 +214,7 @@ class Supervisor:
             logging.shutdown()
         return code
 
-    def _fork_worker(self, prefix: str) -> int:
+    def _fork_worker(self, prefix: str, quiet: bool) -> int:
         worker = ForkWorker(
             self.queues,
             name=f"{prefix}1",
@@ -212,6 +222,7 @@ class Supervisor:
             heartbeat=self.heartbeat,
             shutdown_grace=round(self.config["WORKER_SHUTDOWN_GRACE"]),
         )
+        worker.quiet = quiet
         # RQ's own handlers, in place before the signals are let in (work() installs them
         # again); a stop before the work loop runs ends it at once.
         signal.signal(signal.SIGTERM, worker.request_stop)
@@ -238,8 +249,8 @@ class Supervisor:
             self._after_exit(pid, child, os.waitstatus_to_exitcode(status))
 
     def _after_exit(self, pid: int, child: "Child", code: int) -> None:
-        if not self.out_of_time:
-            self._bury(child.prefix)
+        if not self.out_of_time and self._bury(child.prefix):
+            self.quiet_slots.add(child.slot)
         slot, started = child.slot, child.started
         if code == EXIT_CONFIG_ERROR:
             log.error("worker process %s failed on the configuration: stopping", pid)
@@ -265,16 +276,18 @@ class Supervisor:
             if not self.stopping:
                 self._spawn(slot)
 
-    def _bury(self, prefix: str) -> None:
-        """Recover the jobs of a process that is gone, and stop listing its workers."""
+    def _bury(self, prefix: str) -> bool:
+        """Recover the jobs of a process that is gone, and stop listing its workers; and
+        forget that it was quieted from the admin page, saying whether it was."""
 
-        def bury():
+        def bury() -> bool:
             dead = [w for w in Worker.all(connection=self.connection) if w.name.startswith(prefix)]
             self.recovery.sweep(dead_workers={w.name for w in dead})
             for worker in dead:
                 worker.register_death()
+            return bool(self.connection.srem(QUIET_KEY, prefix))
 
-        self._safely(bury)
+        return bool(self._safely(bury))
 
     def _request_stop(self, signum=None, frame=None) -> None:
         if not self.stopping:

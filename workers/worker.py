@@ -15,23 +15,27 @@ starts, so a forking worker's work-horse inherits them. With tracing on, each jo
 span of the trace that enqueued it (``blog.tracing``). A job interrupted because its
 worker stops goes back to the front of its queue instead of failing; that counts against it
 unless another job caused the stop. They take no jobs from a paused queue
-(``flask jobs pause``), and none at all once quiet (SIGTSTP, as Sidekiq's quiet: the running
-jobs finish, and the worker waits for its SIGTERM).
+(``flask jobs pause``), start a throttled job no sooner than its throttle allows
+(``blog.throttle``), and take none at all once quiet (SIGTSTP, or the admin page's Quiet
+button, as Sidekiq's quiet: the running jobs finish, and the worker waits for its SIGTERM).
 
 Everything here uses RQ's public API and the hooks of ``blog.rq_internals``.
 """
 
+import functools
 import logging
 import secrets
 import threading
 import time
 import traceback
 
+from flask import current_app, has_app_context
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, ShutDownImminentException
 from rq.job import Job, JobStatus
 
-from blog import job_metrics, job_stats, logs, tracing
-from blog.queue_admin import paused_queues
+from blog import job_metrics, job_stats, logs, throttle, tracing
+from blog.config import job_rate_limits, read_settings
+from blog.queue_admin import PAUSED_KEY, QUIET_KEY, process_of
 from blog.queues import LAST_ERROR, Queue
 from blog.rq_internals import ForkWorkerBase, ThreadWorkerBase
 from workers import interrupts
@@ -42,8 +46,8 @@ log = logging.getLogger("workers.jobs")
 # A job interrupted this many times by its worker stopping (shutdowns, memory recycles) fails
 # instead of going back to its queue: it is most likely what makes the worker stop.
 MAX_INTERRUPTIONS = 3
-# Seconds a worker process goes on with the paused queues it last read.
-PAUSED_CHECK = 1
+# Seconds a worker process goes on with the paused queues (and quiet order) it last read.
+CONTROLS_CHECK = 1
 # Characters of a failed attempt's error line kept in its job's meta.
 ERROR_LINE_MAX = 300
 
@@ -73,7 +77,7 @@ class JobLog:
         super().__init__(*args, **kwargs)
         self.running: tuple[Job, Queue] | None = None
         self.interruption: BaseException | None = None
-        self.quiet = False  # set from the process's SIGTSTP handler
+        self.quiet = False  # set by the process's SIGTSTP handler, or from Redis (CONTROLS)
         self._started = 0.0
         self._log_token = None
         self.push_exc_handler(self._note_interruption)
@@ -81,12 +85,23 @@ class JobLog:
         self.push_exc_handler(self._note_last_error)
 
     def queues_to_serve(self, queues):
+        if not self.quiet:
+            paused, self.quiet = CONTROLS.read(self.connection, process_of(self.name))
         if self.quiet:
             if self.get_state() != "quiet":
                 self.set_state("quiet")
             return []
-        paused = PAUSED.read(self.connection)
         return [queue for queue in queues if queue.name not in paused]
+
+    def run_at(self, job, queue):
+        """A throttled job (``blog.throttle``) waits for its moment."""
+        # A worker thread has no app context; a test's in-process worker runs in its app's.
+        throttles = (
+            current_app.config["JOB_RATE_LIMITS"] if has_app_context() else configured_throttles()
+        )
+        if not throttles:
+            return None
+        return throttle.run_at(self.connection, throttles, job)
 
     def _note_interruption(self, job, exc_type, exc_value, traceback) -> bool:
         """An exception handler (RQ calls it with what the job raised, before it handles the
@@ -175,24 +190,40 @@ class JobLog:
         return True
 
 
-class PausedQueues:
-    """The paused queues, read at most once every ``PAUSED_CHECK`` seconds per process, for
-    all its workers."""
+class Controls:
+    """What the admin pages and ``flask jobs`` ask of the workers: the paused queues, and
+    whether this process is to be quiet. Read at most once every ``CONTROLS_CHECK`` seconds
+    per process, for all its workers, in one round trip."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._names: set[str] = set()
+        self._paused: set[str] = set()
+        self._quiet = False
         self._next_read = 0.0
 
-    def read(self, connection) -> set[str]:
+    def read(self, connection, process: str) -> tuple[set[str], bool]:
         with self._lock:
             if time.monotonic() >= self._next_read:
-                self._names = paused_queues(connection)
-                self._next_read = time.monotonic() + PAUSED_CHECK
-            return self._names
+                with connection.pipeline(transaction=False) as pipe:
+                    pipe.smembers(PAUSED_KEY)
+                    pipe.sismember(QUIET_KEY, process)
+                    paused, quiet = pipe.execute()
+                self._paused = {name.decode() for name in paused}
+                if quiet and not self._quiet:
+                    log.info("worker process %s quiet: no more jobs; waiting for SIGTERM", process)
+                self._quiet = bool(quiet)
+                self._next_read = time.monotonic() + CONTROLS_CHECK
+            return self._paused, self._quiet
 
 
-PAUSED = PausedQueues()
+CONTROLS = Controls()
+
+
+@functools.cache
+def configured_throttles() -> dict:
+    """The throttles the environment sets (``JOB_RATE_LIMITS``, ``MAIL_RATE_LIMIT``), read
+    once per process, as the app's config has them."""
+    return job_rate_limits(read_settings())
 
 
 def final_status(job: Job, refresh: bool) -> JobStatus:

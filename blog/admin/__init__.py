@@ -1,9 +1,9 @@
-"""The admin area, ``/admin``: the stats, metrics and jobs pages and the RQ dashboard, for
-admins only."""
+"""The admin area, ``/admin``: the stats, metrics and jobs pages, the pages that act on the
+jobs (operations), and the RQ dashboard, for admins only."""
 
 from flask import Flask
 
-from blog.admin import dashboard, jobs, metrics, security, views
+from blog.admin import dashboard, jobs, metrics, operations, security, views
 
 
 def init_app(app: Flask) -> None:
@@ -11,4 +11,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(views.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(operations.bp)
     dashboard.init_app(app)

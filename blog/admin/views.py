@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from blog import job_stats, queue_admin, redis_keys
+from blog import dead_jobs, job_stats, queue_admin, redis_keys
 from blog.admin import chart
 from blog.queues import redis_connection
 
@@ -66,6 +66,7 @@ def stats():
         blog=blog,
         keyspace=keyspace,
         keyspace_counted_at=keyspace_counted_at,
+        dead_trim=dead_jobs.last_trim(connection),
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,
     )
