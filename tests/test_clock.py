@@ -41,7 +41,7 @@ def test_the_clock_enqueues_each_recurring_job_as_it_starts_and_stops_on_sigterm
     assert registered == RECURRING
     assert {(job.func_name, job.origin, 60) for job in jobs} == RECURRING
     assert {job.timeout for job in jobs} == {120}
-    assert [job.meta["tags"] for job in jobs] == [["maintenance"]] * 2
+    assert [job.meta["tags"] for job in jobs] == [["maintenance"]] * 3
     assert CronScheduler.all(live_redis) == []  # it said it was gone
     assert "Traceback" not in clock.output()
     if log_format == "json":  # rq cron's lines too
