@@ -21,6 +21,7 @@ from rq.worker import SimpleWorker, Worker
 
 from blog import rq_internals
 from blog.queues import Queue
+from devtools.redis_round_trips import counting_round_trips
 from tests import jobs
 from workers.worker import ThreadWorker
 
@@ -270,28 +271,14 @@ def test_a_thread_worker_stops_when_asked_without_a_signal(app, live_redis):
 
 def round_trips_per_job(worker_class, connection, **options) -> float:
     """Redis round trips a worker makes per no-op job, over a burst of 10 and one of 30."""
-    from redis.connection import Connection
-
-    original = Connection.send_packed_command
-    sent = 0
-
-    def counting(self, command, check_health=True):
-        nonlocal sent
-        sent += 1
-        return original(self, command, check_health)
-
     counts = []
     for jobs_count in (10, 30):
         queue = Queue("default", connection=connection)
         queue.enqueue_many([Queue.prepare_data(jobs.noop) for _ in range(jobs_count)])
         worker = worker_class(["default"], connection=connection, **options)
-        sent = 0
-        Connection.send_packed_command = counting
-        try:
+        with counting_round_trips() as trips:
             worker.work(burst=True)
-        finally:
-            Connection.send_packed_command = original
-        counts.append(sent)
+        counts.append(trips.count)
     return (counts[1] - counts[0]) / 20
 
 
