@@ -15,34 +15,34 @@ pytestmark = [
 ]
 
 
-def test_the_bench_measures_the_procfile_worker(tmp_path):
-    results_file = tmp_path / "results.json"
+def run_bench(tmp_path, *args: str, timeout: float) -> tuple[str, dict]:
+    """``python -m bench ARGS`` in a subprocess: what it printed, and its JSON report."""
+    results_file, logs = tmp_path / "results.json", tmp_path / "logs"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--columns",
-            "app",
-            "--rows",
-            "noop,tag-sqlite,scheduled",
-            "--scale",
-            "0.02",
-            "--cap",
-            "30",
-            "--json",
-            str(results_file),
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ],
+        [sys.executable, "-m", "bench", *args, "--json", str(results_file), "--log-dir", str(logs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "app worker (Procfile)" in done.stdout.splitlines()[0]
-    report = json.loads(results_file.read_text())
+    return done.stdout, json.loads(results_file.read_text())
+
+
+def test_the_bench_measures_the_procfile_worker(tmp_path):
+    stdout, report = run_bench(
+        tmp_path,
+        "--columns",
+        "app",
+        "--rows",
+        "noop,tag-sqlite,scheduled",
+        "--scale",
+        "0.02",
+        "--cap",
+        "30",
+        timeout=180,
+    )
+    assert "app worker (Procfile)" in stdout.splitlines()[0]
     assert report["columns"]["app"]["command"] == procfile()["worker"]
     results = report["results"]
     assert results["noop"]["app"] > 0
@@ -53,28 +53,8 @@ def test_the_bench_measures_the_procfile_worker(tmp_path):
 
 
 def test_the_bench_measures_the_recurring_jobs_on_both_databases(tmp_path):
-    results_file = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--rows",
-            "recurring",
-            "--scale",
-            "0.005",
-            "--json",
-            str(results_file),
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(results_file.read_text())["results"]
+    _, report = run_bench(tmp_path, "--rows", "recurring", "--scale", "0.005", timeout=300)
+    results = report["results"]
     both = {"sqlite", "postgres"}
     # A minute's signups looked up at once: the mark, the lookup, the mark again.
     assert results["requeue_round_trips"] == dict.fromkeys(both, 3)
@@ -83,38 +63,22 @@ def test_the_bench_measures_the_recurring_jobs_on_both_databases(tmp_path):
 
 
 def test_the_bench_loads_the_procfile_web_process_and_its_worker(tmp_path):
-    results_file = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--rows",
-            "web",
-            "--web-databases",
-            "sqlite",
-            "--clients",
-            "2",
-            "--scale",
-            "0.05",
-            "--json",
-            str(results_file),
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    _, report = run_bench(
+        tmp_path,
+        "--rows",
+        "web",
+        "--web-databases",
+        "sqlite",
+        "--clients",
+        "2",
+        "--scale",
+        "0.05",
         timeout=300,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     log = (tmp_path / "logs" / "web-sqlite-1x1.log").read_text()
     assert f"$ {procfile()['web']}\n" in log
     assert "POST /posts/new 302" in log  # gunicorn's access log: posts were written
-    results = {
-        line: values["sqlite-1x1"]
-        for line, values in json.loads(results_file.read_text())["results"].items()
-    }
+    results = {line: values["sqlite-1x1"] for line, values in report["results"].items()}
     assert results["web_errors"] == 0
     for line in ("web_create_rate", "web_index_rate", "web_post_rate", "web_alone", "web_hello"):
         assert results[line] > 0, line
