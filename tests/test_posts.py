@@ -231,6 +231,18 @@ def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, author_i
     assert 0 < len(statements) <= 6, statements  # not one query per post
 
 
+def test_a_post_page_is_one_query_with_its_author_and_tags(client, app, author_id):
+    with app.app_context():
+        post_id = factories.post(author_id, title="Hello", tags=["ruby", "rails"]).id
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    html = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert "ada@example.com" in html and 'href="/tags/rails"' in html
+    assert len(statements) == 1, statements
+
+
 def test_the_index_takes_its_number_of_pages_from_the_running_count(client, app, author_id):
     app.config["POSTS_PER_PAGE"] = 2
     with app.app_context():

@@ -90,7 +90,10 @@ def by_tag(tag_name: str):
 
 @bp.get("/posts/<int:post_id>")
 def show(post_id: int):
-    return render_template("posts/show.html", post=db.get_or_404(Post, post_id))
+    # The post, its author and its tags in one query, not three.
+    loaded = [joinedload(Post.author), joinedload(Post.tag_links)]
+    post = db.get_or_404(Post, post_id, options=loaded)
+    return render_template("posts/show.html", post=post)
 
 
 @bp.get("/posts/<int:post_id>/tags.json")
