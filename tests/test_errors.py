@@ -82,7 +82,7 @@ def test_a_lost_database_connection_gets_the_500_page_in_the_layout(
     if signed_in:
         auth.login()
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    kill_database_connection(after=2 if signed_in else 1)  # signed in, the user comes first
+    kill_database_connection(after=1)  # the post's query: it loads its author, the user, too
     response = client.get(f"/posts/{post_id}")
     assert response.status_code == 500
     assert "<h1>500 · Something went wrong</h1>" in response.text
@@ -98,7 +98,7 @@ def test_with_the_database_down_the_500_page_is_a_minimal_one(
 ):
     auth.login()
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    kill_database_connection(after=2, stay_down=True)  # the layout cannot read the user
+    kill_database_connection(after=1, stay_down=True)  # the layout cannot read the user
     response = client.get(f"/posts/{post_id}")
     assert response.status_code == 500
     assert "<h1>500 · Something went wrong</h1>" in response.text
