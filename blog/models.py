@@ -359,6 +359,12 @@ class RunningCount(db.Model):
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
 
+    @classmethod
+    def last_added_up(cls, name: str) -> int | None:
+        """The figure as ``refresh_stats`` last added it up (up to a minute behind), or None
+        before it first has (a database made without the migrations, as the tests' are)."""
+        return db.session.scalar(select(cls.value).where(cls.name == name))
+
 
 class CountChange(db.Model):
     """A change to a running count (``tag_id`` None) or to a tag's ``post_count``, not added

@@ -12,10 +12,19 @@ from blog.bad_input import page_number
 from blog.extensions import db
 
 
-def paginate(query: Select) -> Pagination:
+def paginate(query: Select, total: int | None = None) -> Pagination:
     """The page of ``query`` the request asks for; a page past the end, or a ``?page=`` that
-    is not a page number, is a 404."""
-    return db.paginate(query, page=page_number(), per_page=current_app.config["POSTS_PER_PAGE"])
+    is not a page number, is a 404. The number of pages comes from ``total`` when given (a
+    count kept elsewhere), else from a ``COUNT`` of ``query``."""
+    page = db.paginate(
+        query,
+        page=page_number(),
+        per_page=current_app.config["POSTS_PER_PAGE"],
+        count=total is None,
+    )
+    if total is not None:
+        page.total = total
+    return page
 
 
 @dataclass

@@ -2,6 +2,7 @@ import pytest
 import sqlalchemy as sa
 
 from blog import create_app
+from blog.config import engine_options
 from blog.extensions import db
 from tests import factories
 
@@ -81,7 +82,7 @@ def test_a_lost_database_connection_gets_the_500_page_in_the_layout(
     if signed_in:
         auth.login()
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    kill_database_connection(after=2 if signed_in else 1)  # signed in, the user comes first
+    kill_database_connection(after=1)  # the post's query: it loads its author, the user, too
     response = client.get(f"/posts/{post_id}")
     assert response.status_code == 500
     assert "<h1>500 · Something went wrong</h1>" in response.text
@@ -97,9 +98,34 @@ def test_with_the_database_down_the_500_page_is_a_minimal_one(
 ):
     auth.login()
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    kill_database_connection(after=2, stay_down=True)  # the layout cannot read the user
+    kill_database_connection(after=1, stay_down=True)  # the layout cannot read the user
     response = client.get(f"/posts/{post_id}")
     assert response.status_code == 500
     assert "<h1>500 · Something went wrong</h1>" in response.text
     assert 'class="site-header"' not in response.text
     assert "the 500 page could not be rendered" in caplog.text
+
+
+def test_a_connection_the_server_dropped_fails_one_request_and_the_next_reconnects(
+    make_app, database_config
+):
+    if database_config.get("TEST_SCHEMA") is None:
+        pytest.skip("a server that drops connections: PostgreSQL")
+    options = engine_options("postgresql+psycopg2://h/d", {})  # the production pool
+    connect_args = {
+        **options["connect_args"],
+        **database_config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"],
+    }
+    app = make_app(SQLALCHEMY_ENGINE_OPTIONS={**options, "connect_args": connect_args})
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    with app.app_context():
+        db.create_all()
+    client = app.test_client()
+    assert client.get("/").status_code == 200
+    with app.app_context():  # the server ends the pooled connection, as a restart would
+        pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        db.session.remove()
+        with sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"]).connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert client.get("/").status_code == 500
+    assert client.get("/").status_code == 200

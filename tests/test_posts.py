@@ -3,7 +3,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from blog.extensions import db
-from blog.models import AUTHOR, TAGGER, Post
+from blog.models import AUTHOR, TAGGER, Post, RunningCount
 from tests import factories
 
 
@@ -229,6 +229,38 @@ def test_the_index_loads_authors_and_tags_in_a_few_queries(client, app, author_i
         )
     assert "tag9" in client.get("/").get_data(as_text=True)
     assert 0 < len(statements) <= 6, statements  # not one query per post
+
+
+def test_a_post_page_is_one_query_with_its_author_and_tags(client, app, author_id):
+    with app.app_context():
+        post_id = factories.post(author_id, title="Hello", tags=["ruby", "rails"]).id
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    html = client.get(f"/posts/{post_id}").get_data(as_text=True)
+    assert "ada@example.com" in html and 'href="/tags/rails"' in html
+    assert len(statements) == 1, statements
+
+
+def test_the_index_takes_its_number_of_pages_from_the_running_count(client, app, author_id):
+    app.config["POSTS_PER_PAGE"] = 2
+    with app.app_context():
+        for n in range(3):
+            factories.post(author_id, title=f"Number {n}")
+        # As refresh_stats left it a minute ago, before the last post.
+        db.session.add(RunningCount(name="posts", value=2))
+        db.session.commit()
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    first = client.get("/").get_data(as_text=True)
+    assert "Number 2" in first and "Number 1" in first  # the rows themselves are current
+    assert "Page 1 of" not in first  # one page, as far as the count knows
+    assert not [s for s in statements if "count(" in s.lower()], statements
+    assert "Number 0" in client.get("/?page=2").get_data(as_text=True)
+    assert client.get("/?page=3").status_code == 404
 
 
 def test_writing_a_post_sends_its_rows_and_reads_nothing_back(client, auth, app, author_id):

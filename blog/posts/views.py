@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from blog.extensions import db
-from blog.models import AUTHOR, Post, PostTag, Tag
+from blog.models import AUTHOR, Post, PostTag, RunningCount, Tag
 from blog.pagination import paginate
 from blog.posts.forms import PostForm, parse_tags
 from blog.tagger import TaggerUnavailable
@@ -74,7 +74,9 @@ def save_and_tag(post: Post) -> str:
 
 @bp.get("/")
 def index():
-    page = paginate(newest_first(select(Post)))
+    # Counting every post for "page 1 of N" would read the whole table on every visit: the
+    # running count is a minute late at most, and the page's own rows are always current.
+    page = paginate(newest_first(select(Post)), total=RunningCount.last_added_up("posts"))
     return render_template("posts/index.html", page=page)
 
 
@@ -88,7 +90,10 @@ def by_tag(tag_name: str):
 
 @bp.get("/posts/<int:post_id>")
 def show(post_id: int):
-    return render_template("posts/show.html", post=db.get_or_404(Post, post_id))
+    # The post, its author and its tags in one query, not three.
+    loaded = [joinedload(Post.author), joinedload(Post.tag_links)]
+    post = db.get_or_404(Post, post_id, options=loaded)
+    return render_template("posts/show.html", post=post)
 
 
 @bp.get("/posts/<int:post_id>/tags.json")
