@@ -443,7 +443,7 @@ def sentry_dsn(dsn: str) -> str:
 
 
 def engine_options(url: str, environ: Mapping[str, str]) -> dict:
-    """Connection pool settings: bounded per process, and renewed every five minutes.
+    """Connection pool settings: bounded per process, and checked before use.
 
     A gunicorn worker serves one request at a time, so it needs one connection; the pool
     allows ``DATABASE_POOL_SIZE`` (2) and never more (a worker process raises it to one per
@@ -457,11 +457,8 @@ def engine_options(url: str, environ: Mapping[str, str]) -> dict:
     return {
         "pool_size": settings.DATABASE_POOL_SIZE,
         "max_overflow": settings.DATABASE_MAX_OVERFLOW,
-        # No pre-ping: it costs a round trip on every checkout, every request. A connection
-        # the server closed (a restart, a failover) makes the statement that finds it fail:
-        # SQLAlchemy then discards every connection of the pool, so one request per process
-        # gets an error and the next ones reconnect. Connections older than five minutes are
-        # replaced before use, ahead of idle timeouts in proxies and poolers.
+        # A connection the server or the network dropped is replaced before it is used.
+        "pool_pre_ping": True,
         "pool_recycle": 300,
         # An unreachable database fails a request (and /healthz) in seconds, not minutes.
         "connect_args": {"connect_timeout": 5},

@@ -173,12 +173,10 @@ def test_rq_dashboard_delete_can_be_turned_off_from_the_environment(tmp_path, va
     assert from_environment(tmp_path, environ)["RQ_DASHBOARD_DISABLE_DELETE"] is off
 
 
-def test_each_process_holds_a_small_bounded_pool_of_recycled_connections():
+def test_each_process_holds_a_small_bounded_pool_of_checked_connections():
     options = engine_options("postgresql+psycopg2://h/d", {})
     assert (options["pool_size"], options["max_overflow"]) == (2, 0)
-    # Renewed every five minutes, but not pinged before each use: that is a round trip a
-    # request.
-    assert options["pool_recycle"] == 300 and not options.get("pool_pre_ping")
+    assert options["pool_pre_ping"]
     assert options["connect_args"] == {"connect_timeout": 5}
     assert (
         engine_options("postgresql+psycopg2://h/d", {"DATABASE_POOL_SIZE": "4"})["pool_size"] == 4

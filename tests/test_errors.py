@@ -2,7 +2,6 @@ import pytest
 import sqlalchemy as sa
 
 from blog import create_app
-from blog.config import engine_options
 from blog.extensions import db
 from tests import factories
 
@@ -104,28 +103,3 @@ def test_with_the_database_down_the_500_page_is_a_minimal_one(
     assert "<h1>500 · Something went wrong</h1>" in response.text
     assert 'class="site-header"' not in response.text
     assert "the 500 page could not be rendered" in caplog.text
-
-
-def test_a_connection_the_server_dropped_fails_one_request_and_the_next_reconnects(
-    make_app, database_config
-):
-    if database_config.get("TEST_SCHEMA") is None:
-        pytest.skip("a server that drops connections: PostgreSQL")
-    options = engine_options("postgresql+psycopg2://h/d", {})  # the production pool
-    connect_args = {
-        **options["connect_args"],
-        **database_config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"],
-    }
-    app = make_app(SQLALCHEMY_ENGINE_OPTIONS={**options, "connect_args": connect_args})
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    with app.app_context():
-        db.create_all()
-    client = app.test_client()
-    assert client.get("/").status_code == 200
-    with app.app_context():  # the server ends the pooled connection, as a restart would
-        pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
-        db.session.remove()
-        with sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"]).connect() as other:
-            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    assert client.get("/").status_code == 500
-    assert client.get("/").status_code == 200
