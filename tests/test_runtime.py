@@ -94,6 +94,27 @@ def test_a_job_without_retries_killed_with_its_worker_fails_saying_why(
     assert len(starts(live_redis)) == 1
 
 
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_a_process_whose_supervisor_is_killed_requeues_its_job_and_stops(
+    app, live_redis, rq_worker_process, mode
+):
+    import psutil
+
+    with app.app_context():
+        job = enqueue(jobs.slow_and_recorded, STARTS, 60)
+    worker = rq_worker_process(
+        env={"WORKER_MODE": mode, "WORKER_CONCURRENCY": "1", "WORKER_SHUTDOWN_GRACE": "0"}
+    )
+    wait_for(lambda: status_of(job) == JobStatus.STARTED, 30, "the job to start")
+    (process,) = child_pids(worker)
+    worker.kill()  # the supervisor alone: its process is left with no one to replace it
+    worker.wait()
+    wait_for(lambda: not psutil.pid_exists(process), 30, "the orphaned process to stop")
+    assert status_of(job) == JobStatus.QUEUED  # back on its queue for the next worker
+    assert not workers_of(live_redis, process)
+    assert "its supervisor" in rq_worker_process.log_path.read_text()
+
+
 def test_a_dead_schedulers_lock_does_not_stall_scheduled_jobs(app, live_redis, rq_worker_process):
     # What a killed worker leaves behind: RQ's own lock lasts 61 s, and RQ's worker tried to
     # take a free one only every 10 minutes.
@@ -209,11 +230,14 @@ def test_a_process_over_its_memory_limit_is_recycled_and_its_job_run_again(
 @pytest.mark.parametrize("mode", ["threads", "fork"])
 def test_each_job_has_its_own_session_and_connection(app, live_redis, rq_worker, mode):
     with app.app_context():
-        for _ in range(4):
-            enqueue(jobs.session_probe, STARTS, 0.5)
-    rq_worker(env={"WORKER_MODE": mode, "WORKER_CONCURRENCY": "4"})
+        probe_jobs = [enqueue(jobs.session_probe, STARTS, 0.5) for _ in range(4)]
+    worker = rq_worker(env={"WORKER_MODE": mode, "WORKER_CONCURRENCY": "4"})
     probes = [entry.decode().split() for entry in live_redis.lrange(STARTS, 0, -1)]
-    assert len(probes) == 4
+    assert len(probes) == 4, (
+        [(status_of(job), job.latest_result()) for job in probe_jobs],
+        worker.stdout,
+        worker.stderr,
+    )
     if mode == "threads":
         # four jobs at once in one process: four sessions, four database connections
         assert len({pid for pid, _, _ in probes}) == 1

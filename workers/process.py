@@ -17,6 +17,9 @@ monitor thread, every tenth of a second:
 - recycles the process, in the same way, when one of its threads dies (RQ's work loop quits
   on an error it does not expect, such as Redis timing out).
 
+Every worker process, of either mode, also stops when its supervisor dies without it
+(``stop_when_orphaned``).
+
 The process's main thread handles the signals. SIGTSTP quiets it, as it does a Sidekiq
 process before a deploy: its threads take no more jobs, the running ones finish, and it waits
 for its SIGTERM. SIGTERM (or SIGINT) stops taking jobs, lets the
@@ -56,6 +59,26 @@ class ProcessSettings:
     heartbeat: float
     shutdown_grace: float
     memory_limit_mb: int  # 0: no limit
+
+
+def stop_when_orphaned(supervisor: int, every: float = 1.0) -> threading.Thread:
+    """Send this process a SIGTERM once ``supervisor``, its parent, is gone.
+
+    A supervisor killed on its own (the kernel's OOM killer, a stray ``kill -9``) would leave
+    this process taking jobs with no one to stop, recycle or replace it, and the next
+    supervisor would start more beside it. With the SIGTERM it stops as at a shutdown: its
+    jobs finish or go back to their queues. Started while the process's signals are blocked,
+    the signal waits until its handler is in place."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(every)
+        log.error("worker process %s: its supervisor %s is gone; stopping", os.getpid(), supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="orphan watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def rss_mb() -> float:

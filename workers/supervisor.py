@@ -59,6 +59,7 @@ from workers.process import (
     STOP_PATIENCE,
     ProcessSettings,
     WorkerProcess,
+    stop_when_orphaned,
 )
 from workers.recovery import Recovery
 from workers.scheduler import Scheduler
@@ -177,8 +178,10 @@ class Supervisor:
         try:
             quiet = slot in self.quiet_slots
             self.quiet_slots.discard(slot)
+            supervisor = os.getpid()
             pid = os.fork()
             if pid == 0:
+                stop_when_orphaned(supervisor)
                 prefix = process_prefix(self.hostname, os.getpid(), boot)
                 os._exit(self._child(slot, prefix, quiet))
         finally:
