@@ -98,11 +98,32 @@ class Dyno:
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal a process and all its descendants, whatever their process groups (RQ gives each
     work-horse its own), as a platform does when it stops a dyno or the kernel kills it."""
-    try:
-        parent = psutil.Process(pid)
-        family = [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
+    family = freeze_tree(pid)
     for process in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(sig)
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.resume()  # a stopped process gets its signal only once it runs again
+
+
+def freeze_tree(pid: int) -> list[psutil.Process]:
+    """Stop (SIGSTOP) a process and its descendants, parents first, each before its children
+    are listed: a stopped process forks no more, so none can be forked between the listing and
+    the signal and be left behind, running jobs. The stopped processes, in that order."""
+    family, pending = [], [pid]
+    while pending:
+        try:
+            process = psutil.Process(pending.pop(0))
+            process.suspend()
+            deadline = time.monotonic() + 5
+            # Stopped once any fork it was in has completed, so its children are all listed.
+            while process.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+            pending += [child.pid for child in process.children()]
+            family.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return family
