@@ -1,9 +1,13 @@
+import time
+from types import SimpleNamespace
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
 from blog.extensions import db
 from blog.models import AUTHOR, TAGGER, Post, RunningCount
+from blog.posts import views
 from tests import factories
 
 
@@ -286,3 +290,29 @@ def test_pages_link_an_icon_that_is_there(client):
         assert icon.status_code == 200
         assert icon.mimetype == "image/svg+xml"
     assert client.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")
+
+
+def test_each_web_process_reads_the_running_count_at_most_every_few_seconds(
+    client, app, author_id, monkeypatch
+):
+    app.config["POSTS_PER_PAGE"] = 2
+    with app.app_context():
+        for n in range(5):
+            factories.post(author_id, title=f"Number {n}")
+        count = RunningCount(name="posts", value=5)
+        db.session.add(count)
+        db.session.commit()
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    assert "Page 1 of 3" in client.get("/").get_data(as_text=True)
+    with app.app_context():
+        db.session.execute(sa.update(RunningCount).values(value=1))
+        db.session.commit()
+    statements.clear()
+    assert "Page 1 of 3" in client.get("/").get_data(as_text=True)  # as read a moment ago
+    assert not [s for s in statements if "running_counts" in s], statements
+    later = time.monotonic() + views.POST_COUNT_SECONDS + 1
+    monkeypatch.setattr(views, "time", SimpleNamespace(monotonic=lambda: later))
+    assert "Page 1 of" not in client.get("/").get_data(as_text=True)  # read again: one page
