@@ -316,3 +316,23 @@ def test_each_web_process_reads_the_running_count_at_most_every_few_seconds(
     later = time.monotonic() + views.POST_COUNT_SECONDS + 1
     monkeypatch.setattr(views, "time", SimpleNamespace(monotonic=lambda: later))
     assert "Page 1 of" not in client.get("/").get_data(as_text=True)  # read again: one page
+
+
+def test_the_front_page_is_one_query_whatever_its_posts_tags(client, app, author_id):
+    app.config["POSTS_PER_PAGE"] = 2
+    with app.app_context():
+        for n in range(3):
+            factories.post(author_id, title=f"Number {n}", tags=["ruby", "rails", f"n{n}"])
+        db.session.add(RunningCount(name="posts", value=3))
+        db.session.commit()
+        statements = []
+        sa.event.listen(
+            db.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    client.get("/")  # reads the running count, kept for a few seconds
+    statements.clear()
+    html = client.get("/").get_data(as_text=True)
+    assert "Number 2" in html and "Number 1" in html and "Number 0" not in html
+    assert 'href="/tags/n2"' in html and 'href="/tags/n1"' in html and "/tags/n0" not in html
+    assert html.count('href="/tags/rails"') == 2
+    assert len(statements) == 1, statements
