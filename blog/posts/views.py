@@ -15,7 +15,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from blog.extensions import db
 from blog.models import AUTHOR, Post, PostTag, RunningCount, Tag
@@ -32,11 +32,10 @@ POST_COUNT_SECONDS = 5
 
 
 def newest_first(query):
-    """Newest first, with each post's author and tags loaded in the same query, not in two
-    more a post. (SQLAlchemy limits the posts in a subquery, then joins their tags: the page
-    still has ``POSTS_PER_PAGE`` posts, however many tags each has.)"""
+    """Newest first, with each post's author and tags loaded in two more queries, not two a
+    post."""
     return query.order_by(Post.created_at.desc(), Post.id.desc()).options(
-        joinedload(Post.author), joinedload(Post.tag_links)
+        joinedload(Post.author), selectinload(Post.tag_links)
     )
 
 
