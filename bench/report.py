@@ -43,12 +43,26 @@ RECURRING_LINES = (
     Line("stats_round_trips", "recurring", "refresh_stats: Redis", "round trips", 0),
 )
 
+# Where the rest of the machine's CPU goes under the web rows' load, by kind of process
+# (bench/web_users.py); the web processes' own have lines of their own.
+MACHINE_KINDS = (
+    ("worker", "worker"),
+    ("database", "PostgreSQL"),
+    ("redis", "Redis"),
+    ("load", "load generator"),
+    ("rest", "kernel and rest"),
+)
+
 # The web rows' lines: one column per database (and formation), not per worker (bench/web.py).
 WEB_LINES = (
     Line("web_total", "web", "mixed load: requests", "/s", 0),
     Line("web_errors", "web", "mixed load: errors", "requests", 0),
     Line("web_cpu", "web", "mixed load: web processes' CPU a request", "ms", 1),
     Line("web_busy", "web", "mixed load: the machine's cores busy", "%", 0),
+    *(
+        Line(f"web_machine_{kind}", "web", f"mixed load: machine's CPU a request, {name}", "ms", 1)
+        for kind, name in MACHINE_KINDS
+    ),
     *(
         line
         for key, kind in (("create", "create"), ("index", "read /"), ("post", "read post"))
@@ -66,6 +80,10 @@ WEB_LINES = (
     Line("web_alone_p99", "web", "/ alone: p99", "ms", 1),
     Line("web_alone_app", "web", "/ alone: the app's own time, p50", "ms", 1),
     Line("web_alone_cpu", "web", "/ alone: web processes' CPU a request", "ms", 1),
+    *(
+        Line(f"web_alone_machine_{kind}", "web", f"/ alone: machine's CPU a page, {name}", "ms", 1)
+        for kind, name in MACHINE_KINDS
+    ),
     Line("web_hello", "web", "bare Flask hello, same gunicorn: requests", "/s", 0),
     Line("web_hello_cpu", "web", "hello: web processes' CPU a request", "ms", 2),
     Line("web_create_share", "web", "creates per hello request", "%", 0),

@@ -262,6 +262,8 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
             values[f"web_{key}_errors"] = figures.get("errors")
         values["web_cpu"] = mixed["cpu_ms_per_request"]
         values["web_busy"] = 100 * mixed["machine_busy"]
+        for process_kind, ms in mixed["cpu_ms_by_kind"].items():
+            values[f"web_machine_{process_kind}"] = ms
         notes += error_notes(mixed)
 
         index = load("index", hosts, clients, seconds / 2, cap, site.web_pids())
@@ -270,6 +272,8 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
         values["web_alone_p99"] = page.get("p99")
         values["web_alone_app"] = page.get("app_p50")
         values["web_alone_cpu"] = index["cpu_ms_per_request"]
+        for process_kind, ms in index["cpu_ms_by_kind"].items():
+            values[f"web_alone_machine_{process_kind}"] = ms
         notes += error_notes(index)
         site.stop()
 

@@ -21,6 +21,7 @@ on their own, as they would count real people).
 import argparse
 import itertools
 import json
+import os
 import re
 import statistics
 import sys
@@ -37,10 +38,49 @@ CSRF_TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 SERVER_TIMING = re.compile(r"dur=([0-9.]+)")
 
 
+# Where the machine's CPU goes, by kind of process (``Window.cpu_by_kind``).
+PROCESS_KINDS = ("web", "worker", "database", "redis", "load", "rest")
+
+
+def process_kind(name: str, cmdline: list[str], web: set[int], pid: int) -> str:
+    """The kind of a process: the web processes, the worker's (``python -m workers``),
+    PostgreSQL's, Redis, this load generator, or the rest of the machine."""
+    if pid in web:
+        return "web"
+    if pid == os.getpid():
+        return "load"
+    if name.startswith("postgres"):
+        return "database"
+    if name.startswith("redis-server"):
+        return "redis"
+    if cmdline[1:3] == ["-m", "workers"]:
+        return "worker"
+    return "rest"
+
+
+def cpu_by_process(web: set[int]) -> dict[int, tuple[str, float]]:
+    """Every process's kind and CPU seconds so far."""
+    found = {}
+    for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        info = process.info
+        if info["cpu_times"] is None:  # gone, or not ours to read
+            continue
+        kind = process_kind(info["name"] or "", info["cmdline"] or [], web, process.pid)
+        found[process.pid] = (kind, info["cpu_times"].user + info["cpu_times"].system)
+    return found
+
+
+def busy_seconds(times) -> float:
+    """The CPU time the machine's cores spent working (``psutil.cpu_times()``): in processes
+    and in the kernel, not idle nor waiting for the disk (a guest's time is in ``user``)."""
+    return times.user + times.nice + times.system + times.irq + times.softirq
+
+
 class Window:
     """The requests counted: those that end between ``open`` and ``close``."""
 
     def __init__(self, watched: list[int]):
+        self.web = set(watched)
         self.watched = [psutil.Process(pid) for pid in watched]
         self.started_users = 0
         self.opened_at: float | None = None
@@ -51,6 +91,7 @@ class Window:
 
     def open(self) -> None:
         self.cpu_before = self.cpu_seconds()
+        self.processes_before = cpu_by_process(self.web)
         self.machine_before = psutil.cpu_times()
         self.opened_at = time.monotonic()
 
@@ -58,8 +99,15 @@ class Window:
         self.closed_at = time.monotonic()
         self.cpu = self.cpu_seconds() - self.cpu_before
         before, after = self.machine_before, psutil.cpu_times()
-        busy = sum(after) - after.idle - (sum(before) - before.idle)
+        processes = cpu_by_process(self.web)
+        busy = busy_seconds(after) - busy_seconds(before)
         self.machine_busy = busy / (psutil.cpu_count() * (self.closed_at - self.opened_at))
+        self.cpu_by_kind = dict.fromkeys(PROCESS_KINDS, 0.0)
+        for pid, (kind, seconds) in processes.items():
+            self.cpu_by_kind[kind] += seconds - self.processes_before.get(pid, (kind, 0.0))[1]
+        # The kernel's own work (the loopback network's interrupts, ...) and processes that
+        # ended within the window count as the rest.
+        self.cpu_by_kind["rest"] += busy - sum(self.cpu_by_kind.values())
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the watched processes (the web processes)."""
@@ -109,6 +157,12 @@ class Window:
             # keeps the machine's cores busy; and how busy they were, everything included.
             "cpu_ms_per_request": 1000 * self.cpu / requests if requests else None,
             "machine_busy": self.machine_busy,
+            # The whole machine's CPU time per request, by kind of process: what else the
+            # request costs (the worker's job, the database, Redis) and what measuring costs.
+            "cpu_ms_by_kind": {
+                kind: 1000 * seconds / requests if requests else None
+                for kind, seconds in self.cpu_by_kind.items()
+            },
         }
 
 

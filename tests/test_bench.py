@@ -84,3 +84,5 @@ def test_the_bench_loads_the_procfile_web_process_and_its_worker(tmp_path):
         assert results[line] > 0, line
     assert results["web_create_app"] > 0  # read from the Server-Timing header
     assert results["web_tagged_after"] is not None  # the worker tagged every post
+    # The machine's CPU by kind of process: the worker tagged, the users were simulated.
+    assert results["web_machine_worker"] > 0 and results["web_machine_load"] > 0
