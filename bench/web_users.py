@@ -80,8 +80,7 @@ class Window:
     """The requests counted: those that end between ``open`` and ``close``."""
 
     def __init__(self, watched: list[int]):
-        self.web = set(watched)
-        self.watched = [psutil.Process(pid) for pid in watched]
+        self.web = set(watched)  # the web processes' pids
         self.started_users = 0
         self.opened_at: float | None = None
         self.closed_at: float | None = None
@@ -90,17 +89,14 @@ class Window:
         self.errors: dict[str, list[str]] = {}
 
     def open(self) -> None:
-        self.cpu_before = self.cpu_seconds()
-        self.processes_before = cpu_by_process(self.web)
         self.machine_before = psutil.cpu_times()
+        self.processes_before = cpu_by_process(self.web)
         self.opened_at = time.monotonic()
 
     def close(self) -> None:
         self.closed_at = time.monotonic()
-        self.cpu = self.cpu_seconds() - self.cpu_before
-        before, after = self.machine_before, psutil.cpu_times()
-        processes = cpu_by_process(self.web)
-        busy = busy_seconds(after) - busy_seconds(before)
+        machine, processes = psutil.cpu_times(), cpu_by_process(self.web)
+        busy = busy_seconds(machine) - busy_seconds(self.machine_before)
         self.machine_busy = busy / (psutil.cpu_count() * (self.closed_at - self.opened_at))
         self.cpu_by_kind = dict.fromkeys(PROCESS_KINDS, 0.0)
         for pid, (kind, seconds) in processes.items():
@@ -108,14 +104,6 @@ class Window:
         # The kernel's own work (the loopback network's interrupts, ...) and processes that
         # ended within the window count as the rest.
         self.cpu_by_kind["rest"] += busy - sum(self.cpu_by_kind.values())
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the watched processes (the web processes)."""
-        total = 0.0
-        for process in self.watched:
-            times = process.cpu_times()
-            total += times.user + times.system
-        return total
 
     @property
     def counting(self) -> bool:
@@ -150,19 +138,20 @@ class Window:
                 "first_errors": sorted(set(errors))[:3],
             }
         requests = sum(kind["requests"] for kind in kinds.values())
+        per_request = {
+            kind: 1000 * seconds / requests if requests else None
+            for kind, seconds in self.cpu_by_kind.items()
+        }
         return {
             "seconds": seconds,
             "kinds": kinds,
             # The web processes' CPU time per request: what the app costs, whatever else
             # keeps the machine's cores busy; and how busy they were, everything included.
-            "cpu_ms_per_request": 1000 * self.cpu / requests if requests else None,
+            "cpu_ms_per_request": per_request["web"],
             "machine_busy": self.machine_busy,
-            # The whole machine's CPU time per request, by kind of process: what else the
-            # request costs (the worker's job, the database, Redis) and what measuring costs.
-            "cpu_ms_by_kind": {
-                kind: 1000 * seconds / requests if requests else None
-                for kind, seconds in self.cpu_by_kind.items()
-            },
+            # The rest of the machine's CPU time per request, by kind of process: what else
+            # the request costs (the worker's job, the database, Redis) and what measuring costs.
+            "cpu_ms_by_kind": {kind: ms for kind, ms in per_request.items() if kind != "web"},
         }
 
 
