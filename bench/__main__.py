@@ -300,7 +300,8 @@ class Report:
             lines.append(
                 f"Web: {args.clients} simulated users (Locust) on this machine against the "
                 f"Procfile's web line, {web.load_seconds(args.scale):g} s of mixed load, then "
-                f"half that of / alone and of hello; {web.gunicorn_settings()}."
+                f"half that of / alone (pages kept for visitors not signed in, then each made), "
+                f"and of hello; {web.gunicorn_settings()}."
             )
         lines += [f"- {note}" for note in self.notes]
         lines.append(f"Worker logs: {args.log_dir}")

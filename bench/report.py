@@ -84,6 +84,8 @@ WEB_LINES = (
         Line(f"web_alone_machine_{kind}", "web", f"/ alone: machine's CPU a page, {name}", "ms", 1)
         for kind, name in MACHINE_KINDS
     ),
+    Line("web_alone_made", "web", "/ alone, each page made (no page cache): pages", "/s", 0),
+    Line("web_alone_made_cpu", "web", "/ alone, each page made: web CPU a page", "ms", 1),
     Line("web_hello", "web", "bare Flask hello, same gunicorn: requests", "/s", 0),
     Line("web_hello_cpu", "web", "hello: web processes' CPU a request", "ms", 2),
     Line("web_create_share", "web", "creates per hello request", "%", 0),

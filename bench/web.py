@@ -11,7 +11,9 @@ on the same machine:
   page (the front page, or the post it wrote) in turn, as fast as the answers come;
 - the posts written must all be tagged by the worker: how many were still waiting when the
   load stopped, and how long the rest took;
-- **/ alone**: as many visitors read the front page and nothing else;
+- **/ alone**: as many visitors read the front page and nothing else, signed in to nothing,
+  so that the web processes send the pages they keep for such visitors (``blog.page_cache``);
+  then again with ``PAGE_CACHE_SECONDS=0``, every page made for its visit;
 - **hello**: the same visitors against a bare Flask app under the same gunicorn settings
   (``bench.hello``): the ceiling that gunicorn and the machine allow.
 
@@ -143,13 +145,14 @@ class Site:
     def env(self, **config) -> dict:
         return worker_env(self.redis_server.url, self.database_url, **config)
 
-    def start_web(self, command: str) -> list[str]:
-        """``command`` once per web process; their base URLs, once each answers."""
+    def start_web(self, command: str, **config) -> list[str]:
+        """``command`` once per web process, with ``config`` added to its environment; their
+        base URLs, once each answers."""
         hosts = []
         self.web_processes = []
         for _ in range(self.formation.web):
             port = free_port()
-            process = WorkerProcess(command, self.env(PORT=port), self.log_path).start()
+            process = WorkerProcess(command, self.env(PORT=port, **config), self.log_path).start()
             self.processes.append(process)
             self.web_processes.append(process)
             hosts.append((f"http://127.0.0.1:{port}", process))
@@ -275,6 +278,14 @@ def measure(settings, kind: str, formation: Formation, clients: int, seconds: fl
         for process_kind, ms in index["cpu_ms_by_kind"].items():
             values[f"web_alone_machine_{process_kind}"] = ms
         notes += error_notes(index)
+        site.stop()
+
+        # The same visitors with every page made for them: what the page cache saves.
+        hosts = site.start_web(procfile_command("web"), PAGE_CACHE_SECONDS=0)
+        made = load("index", hosts, clients, seconds / 2, cap, site.web_pids())
+        values["web_alone_made"] = made["kinds"].get("/ alone", {}).get("per_second")
+        values["web_alone_made_cpu"] = made["cpu_ms_per_request"]
+        notes += error_notes(made)
         site.stop()
 
         hosts = site.start_web(HELLO)

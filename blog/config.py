@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "30 per hour"
     LOGIN_RATE_LIMIT_PER_ACCOUNT: str = "10 per hour"
     POSTS_PER_PAGE: int = Field(10, ge=1, le=POSTS_PER_PAGE_MAX)
+    # Seconds a web process may send again a front page it made for visitors who are not
+    # signed in, while no post changed (blog.page_cache); 0: make it for every visit.
+    PAGE_CACHE_SECONDS: int = Field(30, ge=0, le=3600)
     # The dead-job cap (Sidekiq's dead_max_jobs and dead_timeout_in_seconds): failed jobs
     # kept at most, and for at most this many days (blog.dead_jobs).
     DEAD_JOBS_MAX: int = Field(10_000, ge=1, le=10_000_000)
@@ -559,6 +562,8 @@ def from_environment(instance_path: Path, environ: Mapping[str, str] = os.enviro
         "OTEL_SERVICE_NAME": settings.OTEL_SERVICE_NAME,
         "PASSWORD_HASH_METHOD": "scrypt",
         "POSTS_PER_PAGE": settings.POSTS_PER_PAGE,
+        # The front page for visitors not signed in is made once per change (blog.page_cache).
+        "PAGE_CACHE_SECONDS": settings.PAGE_CACHE_SECONDS,
         # Failed jobs kept at most, and for at most this many days (blog.dead_jobs).
         "DEAD_JOBS_MAX": settings.DEAD_JOBS_MAX,
         "DEAD_JOBS_MAX_AGE": settings.DEAD_JOBS_MAX_AGE,

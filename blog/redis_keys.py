@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from blog import dead_jobs, job_metrics, job_stats, rq_internals, throttle
+from blog import dead_jobs, job_metrics, job_stats, page_cache, rq_internals, throttle
 from blog.queue_admin import PAUSED_KEY
 
 # First match wins, so a longer prefix comes before a shorter one it starts with.
@@ -23,6 +23,7 @@ KINDS = (
     (f"{throttle.KEY_PREFIX}:", "throttles"),  # when each throttle last let a job start
     (job_stats.BLOG_STATS_KEY, "blog figures"),  # what refresh_stats worked out
     (job_stats.REMINDERS_CHECKED_KEY, "reminders checked"),  # requeue_stranded_work's mark
+    (page_cache.VERSION_KEY, "page cache"),  # the posts' version, for the front page
     ("LIMITS:", "rate limits"),  # Flask-Limiter's signup counts
 )
 OTHER = "other"

@@ -80,7 +80,8 @@ def test_the_bench_loads_the_procfile_web_process_and_its_worker(tmp_path):
     assert "POST /posts/new 302" in log  # gunicorn's access log: posts were written
     results = {line: values["sqlite-1x1"] for line, values in report["results"].items()}
     assert results["web_errors"] == 0
-    for line in ("web_create_rate", "web_index_rate", "web_post_rate", "web_alone", "web_hello"):
+    rates = ("web_create_rate", "web_index_rate", "web_post_rate", "web_alone", "web_alone_made")
+    for line in (*rates, "web_hello"):
         assert results[line] > 0, line
     assert results["web_create_app"] > 0  # read from the Server-Timing header
     assert results["web_tagged_after"] is not None  # the worker tagged every post

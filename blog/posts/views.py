@@ -17,6 +17,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
+from blog import page_cache
 from blog.extensions import db
 from blog.models import AUTHOR, Post, PostTag, RunningCount, Tag
 from blog.pagination import paginate
@@ -90,6 +91,7 @@ def posts_total() -> int | None:
 
 
 @bp.get("/")
+@page_cache.for_anonymous_visitors
 def index():
     # Counting every post for "page 1 of N" would read the whole table on every visit: the
     # running count is a minute late at most, and the page's own rows are always current.
