@@ -23,7 +23,8 @@ def seed(url: str, posts: int, redis_url: str) -> list[int]:
     """Migrate the empty database at ``url`` and write ``posts`` pending posts; their ids."""
     migrate(url, redis_url)
     done = _run([sys.executable, "-m", "bench.seed", str(posts)], url, redis_url)
-    return [int(line) for line in done.stdout.split()]
+    # Its ids, a line each; the app's log lines (a warning, say) go to standard output too.
+    return [int(line) for line in done.stdout.splitlines() if line.isdigit()]
 
 
 def migrate(url: str, redis_url: str) -> None:
