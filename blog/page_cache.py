@@ -113,7 +113,7 @@ def for_anonymous_visitors(view: Callable[[], str]) -> Callable[[], str]:
 
     The view takes no arguments but ``?page=``, and returns the page as text.
     """
-    pages = Pages()
+    name = f"{view.__module__}.{view.__qualname__}"
 
     @wraps(view)
     def wrapper() -> str:
@@ -123,6 +123,7 @@ def for_anonymous_visitors(view: Callable[[], str]) -> Callable[[], str]:
         version = current_version()
         if version is None:
             return view()
+        pages = kept_pages(name)
         number = page_number()
         made_at = time.monotonic()
         body = pages.get(number, version, max_age)
@@ -131,8 +132,15 @@ def for_anonymous_visitors(view: Callable[[], str]) -> Callable[[], str]:
             pages.put(number, Page(version, made_at, body))
         return body
 
-    wrapper.pages = pages  # for the tests
     return wrapper
+
+
+def kept_pages(view_name: str) -> Pages:
+    """This app's pages of one view: each app its own, whatever Redis it shares."""
+    kept = current_app.extensions.setdefault("page_cache", {})
+    if view_name not in kept:
+        kept[view_name] = Pages()
+    return kept[view_name]
 
 
 def new_version() -> None:

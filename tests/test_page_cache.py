@@ -185,3 +185,18 @@ def test_a_connection_error_while_changing_the_version_is_logged(app, monkeypatc
         monkeypatch.setattr(app.extensions["redis"], "set", refuse)
         page_cache.new_version()
     assert "page cache version not changed" in caplog.text
+
+
+def test_two_apps_on_one_redis_keep_their_own_pages(make_app, app, author_id, client, tmp_path):
+    """Each app (each process, in production) keeps its own; sharing Redis shares no page."""
+    with app.app_context():
+        factories.post(author_id, title="On the first")
+    assert "On the first" in front_page(client)
+    other = make_app(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'other.sqlite3'}",
+        SQLALCHEMY_ENGINE_OPTIONS={},
+    )
+    other.extensions["redis"] = app.extensions["redis"]
+    with other.app_context():
+        db.create_all()
+    assert "On the first" not in front_page(other.test_client())
